@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+import soundfile
+
+
+def voiced_signal(seconds: float = 3.0, sr: int = 22050, f0: float = 140.0, seed: int = 0, channels: int = 1):
+    """A seeded vowel-like signal: harmonics with vibrato, a syllable envelope and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * 4 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 12))
+    y *= 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    y = 0.3 * y / np.max(np.abs(y)) + 0.005 * rng.standard_normal(t.size)
+    y = y.astype(np.float32)
+    if channels > 1:
+        y = np.stack([y * (1 - 0.1 * c) for c in range(channels)], axis=1)
+    return y
+
+
+@pytest.fixture
+def write_wav(tmp_path):
+    """Write a voiced test signal (or a given array) to tmp_path and return its path."""
+
+    def write(name="clip.wav", *, seconds=3.0, sr=22050, f0=140.0, seed=0, channels=1, data=None, subtype=None):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        y = voiced_signal(seconds, sr, f0, seed, channels) if data is None else data
+        soundfile.write(path, y, sr, subtype=subtype)
+        return path
+
+    return write
