@@ -204,3 +204,56 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Clips per emotion (rows) and corpus (columns), with totals: the table every chart starts from."""
     counts = pd.crosstab(table["emotion"], table["corpus"], margins=True, margins_name="total")
     return counts
+
+
+def load_corpus(
+    source="demo",
+    *,
+    fold_calm: bool = False,
+    max_per_corpus: int | None = None,
+    seed: int = 0,
+    demo_dir="dataset/demo",
+    progress: bool = True,
+):
+    """The labelled file table of a data source, and the files it skipped.
+
+    Parameters
+    ----------
+    source : str or Path
+        ``"kaggle"`` (the bundle through kagglehub), ``"demo"`` (the synthetic demo corpus, made in
+        ``demo_dir`` if it is not there yet) or a folder holding any of the four corpora.
+    fold_calm : bool
+        Relabel calm as neutral.
+    max_per_corpus : int, optional
+        Keep at most this many files of each corpus (a seeded sample, for quick runs).
+    seed : int
+        For the demo corpus and the sample.
+
+    Returns
+    -------
+    table : pd.DataFrame
+        As :func:`scan_corpora`, with the source's root in ``table.attrs["root"]``.
+    skipped : pd.DataFrame [columns: path, reason]
+    """
+    if str(source) == "kaggle":
+        from ser_lib.download import download_dataset
+
+        root = download_dataset()
+    elif str(source) == "demo":
+        from ser_lib.demo import make_demo_corpus
+
+        root = make_demo_corpus(demo_dir, seed=seed, progress=progress)
+    else:
+        root = Path(source)
+    table, skipped = scan_corpora(root, fold_calm=fold_calm, return_skipped=True)
+    if len(table) == 0:
+        raise ValueError(f"Found no audio of the four corpora under '{root}': expected .wav or .flac files with their names.")
+    if max_per_corpus is not None:
+        table = (
+            table.groupby("corpus", group_keys=False)
+            .apply(lambda group: group.sample(n=min(max_per_corpus, len(group)), random_state=seed))
+            .sort_values("path")
+            .reset_index(drop=True)
+        )
+    table.attrs["root"] = str(root)
+    return table, skipped

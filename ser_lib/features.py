@@ -281,6 +281,7 @@ def extract_many(
     cache_dir=DEFAULT_CACHE_DIR / "features",
     progress: bool = True,
     return_skipped: bool = False,
+    warn: bool = True,
 ):
     """Features for every file of a table, in parallel, cached on disk.
 
@@ -297,6 +298,8 @@ def extract_many(
         Show a tqdm progress bar.
     return_skipped : bool
         Also return the table of files that gave no features.
+    warn : bool
+        Report files that gave no features with a warning.
 
     Returns
     -------
@@ -304,7 +307,7 @@ def extract_many(
         The rows of ``table`` that gave features, with one float32 column per ``FEATURE_NAMES``.
     skipped : pd.DataFrame [columns: path, reason]
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
-        They are also reported by a warning.
+        They are also reported by a warning (unless ``warn=False``).
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -332,7 +335,7 @@ def extract_many(
     skipped = pd.DataFrame(
         {"path": [p for p, good in zip(paths, ok) if not good], "reason": [r for r in reasons if r is not None]}
     )
-    if len(skipped):
+    if len(skipped) and warn:
         examples = "; ".join(skipped["reason"].head(3))
         warnings.warn(f"{len(skipped)} of {len(paths)} files gave no features, e.g. {examples}", stacklevel=2)
     return (features, skipped) if return_skipped else features

@@ -1,0 +1,191 @@
+"""Save and load the model bundle: the weights as plain arrays, and metadata that says what they need.
+
+A bundle folder holds:
+
+- ``model_weights.npz`` and ``model_metadata.json``: all that :func:`load_bundle` reads. Arrays and
+  JSON only, because unpickling a stranger's file runs their code.
+- ``best_ser_model.keras``, ``scaler.pkl``, ``label_encoder.pkl``: the same model for Keras and the
+  original usage snippet (``load_model`` + ``pickle.load``), for those who trust the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pickle
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from ser_lib.features import FEATURE_NAMES, FEATURE_SETTINGS
+from ser_lib.model import EmotionModel
+
+BUNDLE_FORMAT = "ser_lib-bundle/1"
+METADATA_FILE = "model_metadata.json"
+WEIGHTS_FILE = "model_weights.npz"
+KERAS_FILE = "best_ser_model.keras"
+SCALER_FILE = "scaler.pkl"
+ENCODER_FILE = "label_encoder.pkl"
+BUNDLE_FILES = (METADATA_FILE, WEIGHTS_FILE, KERAS_FILE, SCALER_FILE, ENCODER_FILE)
+_LAYER_ARRAYS = {"dense": ("kernel", "bias"), "batchnorm": ("gamma", "beta", "mean", "variance", "epsilon")}
+
+
+def library_versions() -> dict:
+    """Versions of what produced a result, for metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("ser_lib", "numpy", "librosa", "scikit-learn", "tensorflow", "keras", "pandas"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a trained run's model bundle.
+
+    Parameters
+    ----------
+    run : TrainingRun
+        From :func:`ser_lib.train`.
+    directory : str or Path
+        Created if missing.
+    data_summary : dict, optional
+        What the model was trained on (source, clips per corpus and emotion), stored in the metadata.
+    overwrite : bool
+        Replace a bundle already in ``directory``. Without it an existing bundle is an error, so a
+        trained model is never replaced by accident.
+
+    Returns
+    -------
+    directory : Path
+    """
+    from sklearn.preprocessing import LabelEncoder, StandardScaler
+
+    directory = Path(directory)
+    existing = [name for name in BUNDLE_FILES if (directory / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"'{directory}' already holds a model bundle ({', '.join(existing)}): choose another folder, "
+            "or pass overwrite=True (`ser train --force`) to replace it."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    model = run.model
+    arrays, layer_specs = {}, []
+    for index, layer in enumerate(model.layers):
+        spec = {"kind": layer["kind"]}
+        if layer["kind"] == "dense":
+            spec["activation"] = layer["activation"]
+        for name in _LAYER_ARRAYS[layer["kind"]]:
+            arrays[f"layer{index:02d}_{name}"] = np.asarray(layer[name], dtype=np.float32)
+        layer_specs.append(spec)
+    arrays["scaler_mean"], arrays["scaler_scale"] = model.scaler_mean, model.scaler_scale
+    np.savez(directory / WEIGHTS_FILE, **arrays)
+
+    metadata = {
+        "format": BUNDLE_FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "recipe": "original",
+        "classes": list(model.classes),
+        "n_features": model.n_features,
+        "feature_settings": FEATURE_SETTINGS,
+        "feature_names": list(FEATURE_NAMES),
+        "scaler": {"mean": model.scaler_mean.tolist(), "scale": model.scaler_scale.tolist()},
+        "layers": layer_specs,
+        "temperature": float(model.temperature),
+        "seed": run.seed,
+        "split": run.protocol,
+        "training": {**run.settings, "train_seconds": round(run.train_seconds, 1)},
+        "data": data_summary or {},
+        "test_metrics": run.metrics,
+        "test_metrics_per_corpus": run.per_corpus.to_dict(orient="records"),
+        "versions": library_versions(),
+    }
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=_json_default))
+
+    if run.keras_model is not None:
+        run.keras_model.save(directory / KERAS_FILE)
+    scaler = StandardScaler()
+    scaler.mean_, scaler.scale_ = model.scaler_mean.astype(np.float64), model.scaler_scale.astype(np.float64)
+    scaler.var_, scaler.n_features_in_ = scaler.scale_**2, model.n_features
+    scaler.n_samples_seen_ = int(run.split.eq("train").sum())
+    encoder = LabelEncoder().fit(model.classes)
+    for name, obj in ((SCALER_FILE, scaler), (ENCODER_FILE, encoder)):
+        with open(directory / name, "wb") as handle:
+            pickle.dump(obj, handle)
+    return directory
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Cannot store {type(value).__name__} in model metadata.")
+
+
+def load_bundle(directory="artifacts") -> EmotionModel:
+    """Load a bundle's model without TensorFlow and without unpickling, after checking it fits.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder or one of ``model_metadata.json`` / ``model_weights.npz`` is missing.
+    ValueError
+        The bundle was made for other features (settings differ from this ``ser_lib``'s) or its
+        parts disagree (class count, feature count).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No model bundle folder at '{directory}': expected the folder `ser train --out` wrote.")
+    missing = [name for name in (METADATA_FILE, WEIGHTS_FILE) if not (directory / name).is_file()]
+    if missing:
+        found = sorted(p.name for p in directory.iterdir())
+        raise FileNotFoundError(
+            f"The model bundle in '{directory}' is incomplete: missing {', '.join(missing)} (found {found or 'nothing'}). "
+            "Train again with `ser train` or copy the whole artifacts folder."
+        )
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"'{directory / METADATA_FILE}' is not valid JSON ({error}): expected the metadata ser_lib wrote.") from error
+    if metadata.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"'{directory}' holds bundle format {metadata.get('format')!r}: expected {BUNDLE_FORMAT!r}.")
+    _check_feature_settings(metadata.get("feature_settings", {}), directory)
+
+    with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights:
+        arrays = dict(weights)
+    layers = []
+    for index, spec in enumerate(metadata["layers"]):
+        layer = dict(spec)
+        for name in _LAYER_ARRAYS[spec["kind"]]:
+            layer[name] = arrays[f"layer{index:02d}_{name}"]
+        layers.append(layer)
+    classes = list(metadata["classes"])
+    n_outputs = layers[-1]["bias"].shape[0]
+    if n_outputs != len(classes):
+        raise ValueError(f"The model in '{directory}' has {n_outputs} outputs, but its metadata lists {len(classes)} classes {classes}.")
+    n_inputs = layers[0]["kernel"].shape[0]
+    if not n_inputs == arrays["scaler_mean"].shape[0] == metadata["n_features"] == len(FEATURE_NAMES):
+        raise ValueError(
+            f"The model in '{directory}' takes {n_inputs} features and its scaler {arrays['scaler_mean'].shape[0]}, "
+            f"but ser_lib computes {len(FEATURE_NAMES)}."
+        )
+    return EmotionModel(
+        classes=classes, layers=layers, scaler_mean=arrays["scaler_mean"], scaler_scale=arrays["scaler_scale"],
+        temperature=float(metadata.get("temperature", 1.0)), metadata=metadata,
+    )
+
+
+def _check_feature_settings(theirs: dict, directory: Path) -> None:
+    ours = json.loads(json.dumps(FEATURE_SETTINGS))
+    differing = {key: (theirs.get(key), ours.get(key)) for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)}
+    if differing:
+        details = "; ".join(f"{key}: bundle {a!r}, ser_lib {b!r}" for key, (a, b) in differing.items())
+        raise ValueError(
+            f"The model in '{directory}' was trained on other features than this ser_lib computes ({details}). "
+            "Retrain it with this version, or use the ser_lib version that trained it."
+        )

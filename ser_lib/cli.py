@@ -1,0 +1,130 @@
+"""The ``ser`` command: train a model bundle, or predict the emotion of audio files with one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
+
+  ser train --data ROOT --out DIR     train the original MLP and write a model bundle with its metrics
+  ser predict FILE_OR_DIR... --artifacts DIR   the emotion of audio files, one row per file
+"""
+
+
+def _train(args) -> int:
+    import ser_lib
+    from ser_lib import evaluate
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        print(f"error: '{out}' is not empty: choose a new folder or pass --force to replace a bundle in it.", file=sys.stderr)
+        return 2
+    table, skipped = ser_lib.load_corpus(
+        args.data, fold_calm=args.fold_calm, max_per_corpus=args.max_per_corpus, seed=args.seed
+    )
+    features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True)
+    skipped = pd.concat([skipped, failed], ignore_index=True)
+    run = ser_lib.train(features, protocol=args.split, seed=args.seed, epochs=args.epochs)
+    summary = {
+        "source": str(args.data),
+        "root": table.attrs.get("root"),
+        "clips": int(len(features)),
+        "skipped": int(len(skipped)),
+        "clips_per_corpus": features["corpus"].value_counts().sort_index().to_dict(),
+        "clips_per_emotion": features["emotion"].value_counts().sort_index().to_dict(),
+        "fold_calm": args.fold_calm,
+    }
+    ser_lib.save_bundle(run, out, data_summary=summary, overwrite=args.force)
+    evaluate.write_data_tables(features, skipped, out)
+    evaluate.write_run_tables(run, out)
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
+    print(json.dumps({"split": args.split, "test": metrics, "bundle": str(out)}, indent=2))
+    return 0
+
+
+def _audio_files(inputs) -> list[str]:
+    """Files as given; folders searched recursively for audio, in sorted order."""
+    from ser_lib.corpora import AUDIO_EXTENSIONS
+
+    extensions = {*AUDIO_EXTENSIONS, ".ogg", ".mp3"}
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files.extend(str(p) for p in sorted(item.rglob("*")) if p.suffix.lower() in extensions and p.is_file())
+        else:
+            files.append(str(item))
+    return files
+
+
+def _predict(args) -> int:
+    import ser_lib
+
+    files = _audio_files(args.inputs)
+    if not files:
+        print(f"error: no audio files (.wav .flac .ogg .mp3) in {args.inputs}", file=sys.stderr)
+        return 2
+    try:
+        table = ser_lib.predict_many(files, args.artifacts, n_jobs=args.workers, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format", "{:.3f}".format):
+            print(table.to_string(index=False))
+    failed = int((table["error"] != "").sum())
+    if failed:
+        print(f"{failed} of {len(table)} files could not be predicted (see the error column).", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ser", description=MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a model bundle on a corpus folder",
+        description="Extract the 195 features, train the original MLP under a split protocol, evaluate it on the "
+        "test part and write a model bundle (best_ser_model.keras, model_weights.npz, scaler.pkl, label_encoder.pkl, "
+        "model_metadata.json) with its metrics (CSV/JSON) to --out.",
+    )
+    train.add_argument("--data", required=True, help="a folder holding any of the four corpora, or 'kaggle', or 'demo'")
+    train.add_argument("--out", required=True, help="folder for the bundle and its metrics (must be new or empty)")
+    train.add_argument("--split", choices=("speaker", "random"), default="speaker",
+                       help="speaker: test speakers are never heard in training (default); random: the original's split")
+    train.add_argument("--epochs", type=int, default=100, help="at most this many epochs (early stopping; default 100)")
+    train.add_argument("--seed", type=int, default=0, help="one seed for split, initialisation and batches (default 0)")
+    train.add_argument("--fold-calm", action="store_true", help="relabel calm as neutral (7 classes)")
+    train.add_argument("--max-per-corpus", type=int, default=None, help="use at most N files per corpus (quick runs)")
+    train.add_argument("--workers", type=int, default=-1, help="feature extraction processes (default: all cores)")
+    train.add_argument("--force", action="store_true", help="replace a bundle already in --out")
+    train.set_defaults(handler=_train)
+
+    predict = commands.add_parser(
+        "predict", help="predict the emotion of audio files",
+        description="Predict the emotion of audio files (folders are searched recursively). Prints, or writes with "
+        "--csv, one row per file: path, emotion, confidence (percent), one probability column per class, and error "
+        "(why a file could not be read; the others are still predicted). Exits 1 if any file failed.",
+    )
+    predict.add_argument("inputs", nargs="+", help="audio files or folders")
+    predict.add_argument("--artifacts", default="artifacts", help="the model bundle folder (default: artifacts)")
+    predict.add_argument("--csv", help="write the table to this CSV file instead of printing it")
+    predict.add_argument("--workers", type=int, default=1, help="feature extraction processes (default 1)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

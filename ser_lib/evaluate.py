@@ -1,0 +1,162 @@
+"""Metrics tables: the classification report, confusion matrix, per-class and per-corpus scores, calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _labels(y_true, y_pred, classes):
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"Expected as many predictions as labels, got {y_pred.shape} and {y_true.shape}.")
+    unknown = sorted(set(y_true) - set(classes))
+    if unknown:
+        raise ValueError(f"Labels {unknown} are not among the classes {list(classes)}.")
+    return y_true, y_pred
+
+
+def summary_metrics(y_true, y_pred, classes) -> dict:
+    """Accuracy, macro-F1 and weighted F1 over the given classes, and the number of clips."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y_true, y_pred = _labels(y_true, y_pred, classes)
+    present = [c for c in classes if c in set(y_true)]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
+        # Macro-F1 over the classes this test set holds: a corpus without 'calm' is not scored on it.
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)) if len(y_true) else float("nan"),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)) if len(y_true) else float("nan"),
+    }
+
+
+def classification_report_table(y_true, y_pred, classes) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, then the accuracy, macro and weighted rows."""
+    from sklearn.metrics import classification_report
+
+    y_true, y_pred = _labels(y_true, y_pred, classes)
+    report = classification_report(y_true, y_pred, labels=list(classes), output_dict=True, zero_division=0)
+    return pd.DataFrame(report).T.rename_axis("class")
+
+
+def confusion_table(y_true, y_pred, classes) -> pd.DataFrame:
+    """Counts, rows = true emotion, columns = predicted emotion, in class order."""
+    from sklearn.metrics import confusion_matrix
+
+    y_true, y_pred = _labels(y_true, y_pred, classes)
+    counts = confusion_matrix(y_true, y_pred, labels=list(classes))
+    return pd.DataFrame(counts, index=pd.Index(classes, name="true"), columns=pd.Index(classes, name="predicted"))
+
+
+def per_class_accuracy(confusion: pd.DataFrame) -> pd.DataFrame:
+    """Recall of each class (the share of its clips predicted right) with its support."""
+    support = confusion.sum(axis=1)
+    correct = pd.Series(np.diag(confusion.to_numpy()), index=confusion.index)
+    return pd.DataFrame({"accuracy": (correct / support.replace(0, np.nan)), "correct": correct, "support": support})
+
+
+def per_group_metrics(table: pd.DataFrame, y_pred, classes, *, by: str = "corpus") -> pd.DataFrame:
+    """Summary metrics for each value of a column of the test table (corpus, gender, ...), and for all."""
+    y_pred = np.asarray(y_pred)
+    rows = [{by: "all", **summary_metrics(table["emotion"], y_pred, classes)}]
+    for value, index in table.groupby(by, sort=True).indices.items():
+        rows.append({by: value, **summary_metrics(table["emotion"].to_numpy()[index], y_pred[index], classes)})
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(confidence, correct, *, n_bins: int = 15) -> float:
+    """Expected calibration error: the clip-weighted gap between confidence and accuracy.
+
+    Parameters
+    ----------
+    confidence : np.ndarray [shape=(n,)]
+        Top-class probability of each prediction, in [0, 1].
+    correct : np.ndarray [shape=(n,), dtype=bool]
+        Whether each prediction was right.
+    n_bins : int
+        Equal-width confidence bins over [0, 1].
+    """
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    if confidence.shape != correct.shape or confidence.ndim != 1:
+        raise ValueError(f"Expected confidence and correct of one equal length, got shapes {confidence.shape} and {correct.shape}.")
+    if len(confidence) == 0:
+        return float("nan")
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    error = 0.0
+    for b in np.unique(bins):
+        members = bins == b
+        error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def data_tables(table: pd.DataFrame) -> dict:
+    """The original's distribution tables: clips per emotion, and per corpus with speakers."""
+    emotions = table["emotion"].value_counts().rename_axis("emotion").reset_index(name="count")
+    emotions["percent"] = 100 * emotions["count"] / emotions["count"].sum()
+    corpora = table.groupby("corpus").agg(count=("path", "size"), speakers=("speaker", "nunique")).reset_index()
+    corpora["percent"] = 100 * corpora["count"] / corpora["count"].sum()
+    return {"emotion_distribution": emotions, "dataset_distribution": corpora}
+
+
+def write_data_tables(table: pd.DataFrame, skipped: pd.DataFrame, directory) -> list[Path]:
+    """Write emotion_distribution.csv, dataset_distribution.csv and skipped_files.csv."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in {**data_tables(table), "skipped_files": skipped}.items():
+        frame.to_csv(directory / f"{name}.csv", index=False)
+        written.append(directory / f"{name}.csv")
+    return written
+
+
+def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
+    """Write a training run's results under the original's names (with ``suffix`` before the extension).
+
+    classification_report, confusion_matrix, per_class_accuracy, training_history, per_corpus_metrics
+    and test_predictions as CSV, and test_results.json.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    confusion = run.confusion
+    tables = {
+        "classification_report": run.report,
+        "confusion_matrix": confusion,
+        "per_class_accuracy": per_class_accuracy(confusion),
+        "training_history": run.history,
+        "per_corpus_metrics": run.per_corpus.set_index("corpus"),
+        "test_predictions": run.predictions.set_index("path"),
+    }
+    written = []
+    for name, frame in tables.items():
+        path = directory / f"{name}{suffix}.csv"
+        frame.to_csv(path)
+        written.append(path)
+    results = {
+        "protocol": run.protocol,
+        "seed": run.seed,
+        "classes": list(run.classes),
+        **run.metrics,
+        "per_corpus": run.per_corpus.to_dict(orient="records"),
+        "epochs_run": int(len(run.history)),
+        "train_seconds": round(run.train_seconds, 1),
+        "split_sizes": run.split.value_counts().to_dict(),
+        "test_speakers": sorted(map(str, run.predictions["speaker"].unique())),
+    }
+    path = directory / f"test_results{suffix}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    return [*written, path]
+
+
+def write_file_summary(directories, path) -> Path:
+    """A text index of every file a run wrote, with sizes: the original's file_summary.txt."""
+    lines = []
+    for directory in map(Path, directories):
+        lines.append(f"{directory}/")
+        for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != "README.md"):
+            lines.append(f"  {file.relative_to(directory)}  ({file.stat().st_size:,} bytes)")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)

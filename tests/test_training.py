@@ -1,0 +1,195 @@
+"""Model, splits, training, the bundle and prediction, on a tiny synthetic demo corpus."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ser_lib
+from ser_lib import artifacts, cli
+from ser_lib.train import make_split
+
+
+@pytest.fixture(scope="session")
+def demo_features(tmp_path_factory):
+    root = ser_lib.make_demo_corpus(tmp_path_factory.mktemp("demo"), seed=0, speakers_per_corpus=4, clips_per_emotion=1)
+    table = ser_lib.scan_corpora(root)
+    return ser_lib.extract_many(table, n_jobs=2, cache_dir=None, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained(demo_features, tmp_path_factory):
+    run = ser_lib.train(demo_features, protocol="speaker", seed=3, epochs=8, progress=False)
+    bundle = ser_lib.save_bundle(run, tmp_path_factory.mktemp("bundle") / "artifacts", data_summary={"source": "demo"})
+    return run, bundle
+
+
+def test_the_original_mlp_has_the_original_parameter_count():
+    model = ser_lib.build_mlp(195, 8)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert model.count_params() == 277_192 and trainable == 275_272
+
+
+def test_numpy_forward_gives_keras_probabilities(trained, demo_features):
+    run, _ = trained
+    x = ser_lib.features.feature_matrix(demo_features)
+    scaled = (x - run.model.scaler_mean) / run.model.scaler_scale
+    keras_probabilities = run.keras_model.predict_on_batch(scaled)
+    np.testing.assert_allclose(run.model.predict_proba(x), keras_probabilities, atol=1e-5)
+
+
+def test_speaker_split_never_shares_a_speaker_and_reaches_every_corpus(demo_features):
+    split = make_split(demo_features, "speaker", seed=0)
+    parts = {name: set(zip(demo_features.loc[split == name, "corpus"], demo_features.loc[split == name, "speaker"]))
+             for name in ("train", "validation", "test")}
+    assert not parts["train"] & parts["test"] and not parts["train"] & parts["validation"] and not parts["validation"] & parts["test"]
+    for name in ("train", "test"):
+        assert set(demo_features.loc[split == name, "corpus"]) == set(ser_lib.CORPORA)
+    # TESS has two speakers: one is trained on and one tested, none left for validation.
+    assert set(demo_features.loc[split == "validation", "corpus"]) == {"CREMA-D", "RAVDESS", "SAVEE"}
+    assert set(demo_features.loc[split == "test", "emotion"]) == set(ser_lib.EMOTIONS)
+    pd.testing.assert_series_equal(split, make_split(demo_features, "speaker", seed=0))
+    assert not split.equals(make_split(demo_features, "speaker", seed=1))
+
+
+def test_random_split_has_the_original_shares_and_shares_speakers(demo_features):
+    split = make_split(demo_features, "random", seed=0)
+    shares = split.value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.713, abs=0.03) and shares["test"] == pytest.approx(0.155, abs=0.03)
+    assert set(demo_features.loc[split == "train", "speaker"]) & set(demo_features.loc[split == "test", "speaker"])
+    with pytest.raises(ValueError, match="Unknown split protocol 'corpus'"):
+        make_split(demo_features, "corpus")
+
+
+def test_same_seed_same_split_and_metrics(demo_features, trained):
+    run, _ = trained
+    again = ser_lib.train(demo_features, protocol="speaker", seed=3, epochs=8, progress=False)
+    assert again.metrics == run.metrics
+    pd.testing.assert_frame_equal(again.history, run.history)
+
+
+def test_training_beats_chance_on_unseen_demo_speakers(trained):
+    run, _ = trained
+    assert run.metrics["accuracy"] > 2 / len(run.classes)
+    assert list(run.per_corpus["corpus"]) == ["all", *sorted(ser_lib.CORPORA)]
+
+
+def test_bundle_round_trip_needs_neither_pickle_nor_tensorflow(trained, demo_features):
+    run, bundle = trained
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == sorted(artifacts.BUNDLE_FILES)
+    metadata = json.loads((bundle / "model_metadata.json").read_text())
+    assert metadata["classes"] == run.classes and metadata["split"] == "speaker" and metadata["seed"] == 3
+    assert len(metadata["scaler"]["mean"]) == 195 and metadata["feature_names"][0] == "mfcc_000"
+    assert metadata["versions"]["librosa"] and metadata["test_metrics"]["accuracy"] == run.metrics["accuracy"]
+    x = ser_lib.features.feature_matrix(demo_features)
+    np.testing.assert_allclose(ser_lib.load_bundle(bundle).predict_proba(x), run.model.predict_proba(x), atol=1e-6)
+
+
+def test_the_original_usage_snippet_works(trained, demo_features):
+    import pickle
+
+    import keras
+
+    _, bundle = trained
+    model = keras.models.load_model(bundle / "best_ser_model.keras")
+    scaler = pickle.load(open(bundle / "scaler.pkl", "rb"))
+    encoder = pickle.load(open(bundle / "label_encoder.pkl", "rb"))
+    features = ser_lib.extract_features(demo_features["path"].iloc[0]).reshape(1, -1)
+    probabilities = model.predict(scaler.transform(features), verbose=0)[0]
+    emotion, confidence, by_class = ser_lib.predict_emotion(demo_features["path"].iloc[0], bundle)
+    assert encoder.inverse_transform([probabilities.argmax()])[0] == emotion
+    assert confidence == pytest.approx(100 * probabilities.max(), abs=1e-3)
+
+
+def test_save_refuses_to_overwrite_a_bundle(trained):
+    run, bundle = trained
+    with pytest.raises(FileExistsError, match="already holds a model bundle"):
+        ser_lib.save_bundle(run, bundle)
+
+
+def _copy(bundle, tmp_path):
+    return shutil.copytree(bundle, tmp_path / "copy")
+
+
+def test_load_refuses_a_bundle_of_other_features(trained, tmp_path):
+    copy = _copy(trained[1], tmp_path)
+    metadata = json.loads((copy / "model_metadata.json").read_text())
+    metadata["feature_settings"]["sample_rate"] = 16000
+    (copy / "model_metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="trained on other features .*sample_rate: bundle 16000, ser_lib 22050"):
+        ser_lib.load_bundle(copy)
+
+
+def test_load_refuses_a_bundle_whose_classes_do_not_match(trained, tmp_path):
+    copy = _copy(trained[1], tmp_path)
+    metadata = json.loads((copy / "model_metadata.json").read_text())
+    metadata["classes"] = metadata["classes"][:7]
+    (copy / "model_metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="has 8 outputs, but its metadata lists 7 classes"):
+        ser_lib.load_bundle(copy)
+
+
+def test_load_says_which_file_is_missing(trained, tmp_path):
+    copy = _copy(trained[1], tmp_path)
+    (copy / "model_weights.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete: missing model_weights.npz"):
+        ser_lib.load_bundle(copy)
+    with pytest.raises(FileNotFoundError, match="No model bundle folder"):
+        ser_lib.load_bundle(tmp_path / "nowhere")
+
+
+def test_predict_emotion_returns_the_original_triple(trained, demo_features):
+    _, bundle = trained
+    emotion, confidence, probabilities = ser_lib.predict_emotion(demo_features["path"].iloc[5], bundle)
+    assert emotion in probabilities and list(probabilities) == trained[0].classes
+    assert 0 < confidence <= 100 and confidence == pytest.approx(100 * max(probabilities.values()))
+    assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
+
+
+def test_prediction_does_not_import_tensorflow(trained, demo_features):
+    _, bundle = trained
+    code = (
+        "import sys, ser_lib; "
+        f"print(ser_lib.predict_emotion({demo_features['path'].iloc[0]!r}, {str(bundle)!r})[0]); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() in ser_lib.EMOTIONS
+
+
+def test_predict_many_records_a_bad_file_and_predicts_the_rest(trained, demo_features, tmp_path):
+    _, bundle = trained
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    paths = [demo_features["path"].iloc[0], broken, demo_features["path"].iloc[1]]
+    table = ser_lib.predict_many(paths, bundle, progress=False)
+    assert list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "error"]
+    assert table["error"].tolist()[0] == "" and "Cannot decode" in table["error"].iloc[1]
+    assert table["emotion"].notna().tolist() == [True, False, True]
+
+
+def test_cli_predict_writes_one_row_per_file_and_fails_when_a_file_does(trained, demo_features, tmp_path, capsys):
+    _, bundle = trained
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for path in demo_features["path"].iloc[:3]:
+        shutil.copy(path, folder)
+    out = tmp_path / "predictions.csv"
+    assert cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == 3 and list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "error"]
+    (folder / "bad.wav").write_bytes(b"RIFF")
+    assert cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"]) == 1
+    assert "1 of 4 files could not be predicted" in capsys.readouterr().err
+
+
+def test_cli_help_says_what_each_command_does():
+    for argv, text in ((["--help"], "ser train --data ROOT --out DIR"), (["train", "--help"], "--split {speaker,random}"),
+                       (["predict", "--help"], "one probability column per class")):
+        out = subprocess.run([sys.executable, "-m", "ser_lib.cli", *argv], capture_output=True, text=True)
+        assert out.returncode == 0 and text in " ".join(out.stdout.split())
