@@ -30,15 +30,7 @@ def _train(args) -> int:
     features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True)
     skipped = pd.concat([skipped, failed], ignore_index=True)
     run = ser_lib.train(features, protocol=args.split, seed=args.seed, epochs=args.epochs)
-    summary = {
-        "source": str(args.data),
-        "root": table.attrs.get("root"),
-        "clips": int(len(features)),
-        "skipped": int(len(skipped)),
-        "clips_per_corpus": features["corpus"].value_counts().sort_index().to_dict(),
-        "clips_per_emotion": features["emotion"].value_counts().sort_index().to_dict(),
-        "fold_calm": args.fold_calm,
-    }
+    summary = {**evaluate.data_summary(features, skipped, source=args.data), "fold_calm": args.fold_calm}
     ser_lib.save_bundle(run, out, data_summary=summary, overwrite=args.force)
     evaluate.write_data_tables(features, skipped, out)
     evaluate.write_run_tables(run, out)

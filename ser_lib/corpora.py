@@ -213,6 +213,7 @@ def load_corpus(
     max_per_corpus: int | None = None,
     seed: int = 0,
     demo_dir="dataset/demo",
+    demo_options: dict | None = None,
     progress: bool = True,
 ):
     """The labelled file table of a data source, and the files it skipped.
@@ -228,6 +229,8 @@ def load_corpus(
         Keep at most this many files of each corpus (a seeded sample, for quick runs).
     seed : int
         For the demo corpus and the sample.
+    demo_dir, demo_options
+        Where the demo corpus is made, and options for :func:`ser_lib.make_demo_corpus`.
 
     Returns
     -------
@@ -242,7 +245,7 @@ def load_corpus(
     elif str(source) == "demo":
         from ser_lib.demo import make_demo_corpus
 
-        root = make_demo_corpus(demo_dir, seed=seed, progress=progress)
+        root = make_demo_corpus(demo_dir, seed=seed, progress=progress, **(demo_options or {}))
     else:
         root = Path(source)
     table, skipped = scan_corpora(root, fold_calm=fold_calm, return_skipped=True)

@@ -160,3 +160,79 @@ def write_file_summary(directories, path) -> Path:
             lines.append(f"  {file.relative_to(directory)}  ({file.stat().st_size:,} bytes)")
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
+
+
+def data_summary(features: pd.DataFrame, skipped: pd.DataFrame, *, source) -> dict:
+    """What a model was trained on, for its metadata."""
+    return {
+        "source": str(source),
+        "root": features.attrs.get("root"),
+        "clips": int(len(features)),
+        "skipped": int(len(skipped)),
+        "speakers": int(features.groupby(["corpus", "speaker"]).ngroups),
+        "clips_per_corpus": features["corpus"].value_counts().sort_index().to_dict(),
+        "clips_per_emotion": features["emotion"].value_counts().sort_index().to_dict(),
+    }
+
+
+def describe_data(table: pd.DataFrame, skipped: pd.DataFrame) -> str:
+    """A Markdown paragraph about a corpus table, from its numbers."""
+    corpora = table.groupby("corpus").agg(clips=("path", "size"), speakers=("speaker", "nunique"))
+    parts = ", ".join(f"{name} {row.clips:,} clips / {row.speakers} speakers" for name, row in corpora.iterrows())
+    counts = table["emotion"].value_counts()
+    text = (
+        f"**{len(table):,} clips** of {table['emotion'].nunique()} emotions from {len(corpora)} corpora ({parts}). "
+        f"The largest class is *{counts.index[0]}* ({counts.iloc[0]:,}), the smallest *{counts.index[-1]}* "
+        f"({counts.iloc[-1]:,}): always predicting *{counts.index[0]}* would score {counts.iloc[0] / len(table):.1%}."
+    )
+    if "calm" in counts.index:
+        text += " *Calm* exists only in RAVDESS, so the model can learn the corpus instead of the emotion there."
+    if len(skipped):
+        text += f" {len(skipped)} files could not be read as labelled clips (see `skipped_files.csv`)."
+    return text
+
+
+def describe_run(run) -> str:
+    """A Markdown paragraph about a run's test results, from its numbers."""
+    m = run.metrics
+    per_class = per_class_accuracy(run.confusion)["accuracy"].dropna().sort_values()
+    confusion = run.confusion.to_numpy().copy()
+    np.fill_diagonal(confusion, 0)
+    true_index, predicted_index = np.unravel_index(confusion.argmax(), confusion.shape)
+    heard = "never heard" if run.protocol == "speaker" else "also heard in training"
+    return (
+        f"On {m['n']:,} test clips from speakers the model {heard}, accuracy is **{m['accuracy']:.1%}** and macro-F1 "
+        f"**{m['macro_f1']:.1%}** (chance: {1 / len(run.classes):.1%} for {len(run.classes)} classes). Best recognised: "
+        f"*{per_class.index[-1]}* ({per_class.iloc[-1]:.0%}); worst: *{per_class.index[0]}* ({per_class.iloc[0]:.0%}). "
+        f"The most frequent confusion is *{run.classes[true_index]}* taken for *{run.classes[predicted_index]}* "
+        f"({confusion.max()} clips). Training stopped after {len(run.history)} epochs ({run.train_seconds:.0f} s)."
+    )
+
+
+def describe_comparison(comparison: pd.DataFrame) -> str:
+    """A Markdown paragraph comparing split protocols, from a :func:`ser_lib.protocol_comparison` table."""
+    overall = comparison[comparison["corpus"] == "all"].set_index("protocol")
+    if not {"random", "speaker"} <= set(overall.index):
+        return "Only one split protocol was trained (`COMPARE_SPLITS = False`)."
+    random_, speaker = overall.loc["random"], overall.loc["speaker"]
+    gap = random_["accuracy"] - speaker["accuracy"]
+    text = (
+        f"The same recipe scores **{random_['accuracy']:.1%}** on a random split and **{speaker['accuracy']:.1%}** "
+        f"on unseen speakers ({gap * 100:+.1f} points between them; macro-F1 {random_['macro_f1']:.1%} vs "
+        f"{speaker['macro_f1']:.1%}). "
+    )
+    if gap > 0.02:
+        text += (
+            "A random split lets the model recognise voices it has already heard; the speaker split is what a new "
+            "user's voice will meet, so it is the number to quote."
+        )
+    else:
+        text += "Here the two protocols are close: with few clips per speaker the difference is within noise."
+    per_corpus = comparison[(comparison["corpus"] != "all") & (comparison["protocol"] == "speaker")]
+    if len(per_corpus) > 1:
+        best, worst = per_corpus.loc[per_corpus["accuracy"].idxmax()], per_corpus.loc[per_corpus["accuracy"].idxmin()]
+        text += (
+            f" On unseen speakers, {best['corpus']} is recognised best ({best['accuracy']:.1%}) and "
+            f"{worst['corpus']} worst ({worst['accuracy']:.1%})."
+        )
+    return text

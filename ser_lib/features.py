@@ -332,6 +332,7 @@ def extract_many(
     features = pd.concat(
         [table.loc[ok].reset_index(drop=True), pd.DataFrame(matrix, columns=list(FEATURE_NAMES))], axis=1
     )
+    features.attrs.update(table.attrs)
     skipped = pd.DataFrame(
         {"path": [p for p, good in zip(paths, ok) if not good], "reason": [r for r in reasons if r is not None]}
     )

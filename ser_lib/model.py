@@ -8,9 +8,18 @@ NumPy arrays that :func:`forward` evaluates; it gives Keras's probabilities to 1
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+def import_keras():
+    """Keras with TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
 
 # (units, dropout) of the hidden blocks: Dense(ReLU) -> BatchNormalization -> Dropout.
 HIDDEN_LAYERS = ((512, 0.3), (256, 0.3), (128, 0.3), (64, 0.2))
@@ -33,9 +42,8 @@ def build_mlp(n_features: int, n_classes: int, *, learning_rate: float = 1e-3):
     """
     if n_features < 1 or n_classes < 2:
         raise ValueError(f"Expected at least 1 feature and 2 classes, got n_features={n_features}, n_classes={n_classes}.")
-    import keras
-    from keras import layers
-
+    keras = import_keras()
+    layers = keras.layers
     inputs = keras.Input(shape=(n_features,), name="features")
     x = inputs
     for units, dropout in HIDDEN_LAYERS:

@@ -29,7 +29,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from ser_lib.corpora import CORPORA, EMOTIONS
 from ser_lib.features import FEATURE_BLOCKS, FEATURE_SETTINGS
@@ -37,6 +37,8 @@ from ser_lib.features import FEATURE_BLOCKS, FEATURE_SETTINGS
 __all__ = [
     "CORPUS_COLORS",
     "EMOTION_COLORS",
+    "corpus_color",
+    "emotion_color",
     "plot_audio_sample",
     "plot_confusion_matrix",
     "plot_dataset_distribution",
@@ -76,6 +78,8 @@ CORPUS_COLORS = {
 _ALL_CORPORA_COLOR = "#3d3d3d"
 _SILENT_COLOR = "#d9d9d9"
 _SILENT = "silent"
+# Below this a spectrogram has too few frequency bins and frames to show anything.
+_MIN_SAMPLES = 256
 _PROTOCOL_LABELS = {
     "random": "random split\n(seen speakers)",
     "speaker": "speaker split\n(unseen speakers)",
@@ -243,7 +247,7 @@ def plot_emotion_by_dataset_stacked(table: pd.DataFrame, *, normalize: bool = Tr
                     ha="center", va="bottom", fontsize=10, fontweight="bold")
     ax.set_ylim(0, bottom.max() * 1.08)  # room for the totals; annotations do not widen the limits
     if normalize:
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(_percent_formatter())
         ax.set_ylabel("Share of the corpus's clips")
     else:
         ax.set_ylabel("Clips")
@@ -369,20 +373,22 @@ def plot_training_history(history: pd.DataFrame) -> Figure:
         ax.set_ylabel(name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _tidy(ax, grid="both")
-    ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_acc.yaxis.set_major_formatter(_percent_formatter())
 
     if "learning_rate" in history.columns:
         _mark_learning_rate_drops(ax_loss, epochs, history["learning_rate"].to_numpy(dtype=float))
 
     ax_acc.plot([best_epoch], [best_accuracy], "o", color="#2ca02c", ms=7, zorder=5)
-    # Text placed by the point's side that faces the middle of the plot, so it stays inside.
-    left_half = best_epoch <= (epochs[0] + epochs[-1]) / 2
+    # Below the best validation point lies neither curve (training runs above validation, and
+    # validation is at its best there); shift sideways near the edges to stay inside.
+    where = (best_epoch - epochs[0]) / max(epochs[-1] - epochs[0], 1)
     ax_acc.annotate(
         f"validation accuracy\n{best_accuracy:.1%} at epoch {best_epoch}",
         (best_epoch, best_accuracy),
-        xytext=(14 if left_half else -14, -38),
+        xytext=(0, -55),
         textcoords="offset points",
-        ha="left" if left_half else "right",
+        ha="left" if where < 0.2 else "right" if where > 0.8 else "center",
+        va="top",
         fontsize=9,
         bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#2ca02c", "alpha": 0.9},
         arrowprops={"arrowstyle": "-", "color": "#2ca02c"},
@@ -403,7 +409,7 @@ def plot_confusion_matrix(confusion: pd.DataFrame, *, normalize: bool = True, ti
         Counts; index = true class names, columns = predicted class names, same order.
     normalize : bool
         Colour and label cells by their share of the true class (row), with the count below
-        (``"62%\\n(31)"``); otherwise by count alone.
+        (``"62%\\n(31)"``; "–" for an empty cell); otherwise by count alone.
     title : str, optional
         Defaults to the overall accuracy and number of clips.
 
@@ -439,14 +445,15 @@ def plot_confusion_matrix(confusion: pd.DataFrame, *, normalize: bool = True, ti
     if normalize:
         values = shares * 100
         annotations = [
-            [f"{s:.0%}\n({_format_count(c)})" if np.isfinite(s) else "–" for s, c in zip(srow, crow)]
+            # A dash for empty cells keeps the eye on the confusions that happened.
+            [f"{_format_share(s)}\n({_format_count(c)})" if c > 0 else "–" for s, c in zip(srow, crow)]
             for srow, crow in zip(shares, counts)
         ]
         colorbar = {"label": "Share of the true class", "format": PercentFormatter(100)}
         limits = {"vmin": 0, "vmax": 100}
     else:
         values = counts
-        annotations = [[_format_count(c) for c in crow] for crow in counts]
+        annotations = [[_format_count(c) if c > 0 else "–" for c in crow] for crow in counts]
         colorbar = {"label": "Clips"}
         limits = {"vmin": 0}
 
@@ -456,7 +463,7 @@ def plot_confusion_matrix(confusion: pd.DataFrame, *, normalize: bool = True, ti
     sns.heatmap(
         pd.DataFrame(values, index=true_names, columns=predicted_names),
         ax=ax, annot=np.array(annotations), fmt="", cmap="Blues", square=True, linewidths=0.5,
-        linecolor="white", cbar_kws=colorbar, annot_kws={"fontsize": max(6.5, 10.5 - 0.3 * n)}, **limits,
+        linecolor="white", cbar_kws=colorbar, annot_kws={"fontsize": max(6.5, 12 - 0.35 * n)}, **limits,
     )
     for i in range(n):
         ax.add_patch(Rectangle((i, i), 1, 1, fill=False, edgecolor="#222222", lw=1.4))
@@ -516,12 +523,14 @@ def plot_audio_sample(
     Raises
     ------
     ValueError
-        ``y`` is not 1-D, empty or non-finite; ``sr`` is not positive; ``probabilities`` is
-        empty or outside [0, 1]; ``true_label`` is not one of its classes.
+        ``y`` is not 1-D, shorter than 256 samples or non-finite; ``sr`` is not positive;
+        ``probabilities`` is empty or outside [0, 1]; ``true_label`` is not one of its classes.
     """
     y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1 or y.size == 0:
-        raise ValueError(f"Expected mono audio of shape (n,) with n > 0, got shape {y.shape}.")
+    if y.ndim != 1 or y.size < _MIN_SAMPLES:
+        raise ValueError(
+            f"Expected mono audio of shape (n,) with n >= {_MIN_SAMPLES} samples, got shape {y.shape}."
+        )
     if not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinite samples: expected finite audio.")
     if not isinstance(sr, (int, np.integer)) or sr <= 0:
@@ -534,7 +543,7 @@ def plot_audio_sample(
 
     hop = FEATURE_SETTINGS["hop_length"]
     # The features' STFT size, shrunk to a power of two for clips shorter than one frame.
-    n_fft = min(FEATURE_SETTINGS["n_fft"], 2 ** int(np.floor(np.log2(max(y.size, 16)))))
+    n_fft = min(FEATURE_SETTINGS["n_fft"], 2 ** int(np.floor(np.log2(y.size))))
     hop = min(hop, n_fft // 4)
     spectrum_db = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)), ref=np.max)
     n_mfcc = FEATURE_BLOCKS["mfcc"]
@@ -562,8 +571,12 @@ def plot_audio_sample(
     ax_spec.set_title("Log-frequency spectrogram")
     ax_spec.set_ylabel("Frequency (Hz)")
 
-    mesh = librosa.display.specshow(mfcc, sr=sr, hop_length=hop, x_axis="s", ax=ax_mfcc, cmap="coolwarm")
-    fig.colorbar(mesh, cax=fig.add_subplot(grid[2, 1]))
+    # The 0th coefficient (overall level) is an order of magnitude larger than the others and
+    # would wash them out; scale the colours to coefficients 1+ and let it saturate.
+    limit = float(np.percentile(np.abs(mfcc[1:]), 99)) if n_mfcc > 1 else float(np.abs(mfcc).max())
+    mesh = librosa.display.specshow(mfcc, sr=sr, hop_length=hop, x_axis="s", ax=ax_mfcc, cmap="coolwarm",
+                                    vmin=-limit, vmax=limit)
+    fig.colorbar(mesh, cax=fig.add_subplot(grid[2, 1]), extend="both")
     ticks = [i for i in (0, 9, 19, 29, 39) if i < n_mfcc]
     ax_mfcc.set_yticks([i + 0.5 for i in ticks], [str(i + 1) for i in ticks])
     ax_mfcc.set_title(f"MFCC ({n_mfcc} coefficients)")
@@ -592,14 +605,14 @@ def _draw_probability_bars(ax, probabilities: dict, true_label: str | None) -> N
             bar.set_linewidth(1.8)
         else:
             bar.set_alpha(0.55)
-    ax.bar_label(bars, labels=[f"{p:.0%}" for p in values], padding=3, fontsize=9)
+    ax.bar_label(bars, labels=[_format_share(p) for p in values], padding=3, fontsize=9)
     ax.set_yticks(positions, [f"{n} (true)" if n == true_label else n for n in names])
     for label, name in zip(ax.get_yticklabels(), names):
         if name == true_label:
             label.set_fontweight("bold")
     ax.invert_yaxis()  # most likely class on top
     ax.set_xlim(0, 1.18)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(_percent_formatter())
     ax.set_xlabel("Predicted probability")
     if true_label is None:
         heading, color = f"predicted: {predicted} ({top:.0%})", "black"
@@ -656,7 +669,9 @@ def plot_split_comparison(results: pd.DataFrame, *, chance: float | None = None)
 
     protocols = list(dict.fromkeys(results["protocol"]))
     corpora = _ordered(results["corpus"].unique(), ("all", *CORPORA))
-    table = results.assign(**metrics).set_index(["protocol", "corpus"])
+    table = results.assign(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"]).set_index(
+        ["protocol", "corpus"]
+    )
     width = 0.84 / len(corpora)
     x = np.arange(len(protocols))
     # Vertical labels once the bars get narrower than a horizontal "71.3%".
@@ -678,12 +693,15 @@ def plot_split_comparison(results: pd.DataFrame, *, chance: float | None = None)
         ax.set_title(name)
         ax.set_xlabel("Evaluation protocol")
         ax.set_ylim(0, 1.17 if vertical else 1.08)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(_percent_formatter())
         ax.set_yticks(np.linspace(0, 1, 6))
         _tidy(ax, grid="y")
     axes[0].set_ylabel("Score on the test set")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", frameon=False, title="Test clips")
+    # matplotlib lists lines before bars; the chance line reads better after the corpora.
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("chance"))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside right upper",
+               frameon=False, title="Test clips")
     fig.suptitle("Accuracy on seen (random split) vs unseen speakers (speaker split)")
     return fig
 
@@ -808,7 +826,7 @@ def _draw_reliability(ax, ax_counts, confidence, correct, *, n_bins: int, title:
     ax.set_ylim(0, 1)
     ax.set_aspect("auto")
     ax.set_ylabel("Accuracy")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(_percent_formatter())
     ax.set_title(
         f"{title}\nECE {ece:.1%} · accuracy {correct.mean():.1%} · mean confidence {confidence.mean():.1%}",
         fontsize=10.5,
@@ -819,7 +837,7 @@ def _draw_reliability(ax, ax_counts, confidence, correct, *, n_bins: int, title:
     ax_counts.bar(centers, counts, width=width, color="#8c8c8c", edgecolor="white", lw=0.8)
     ax_counts.set_ylabel("Predictions")
     ax_counts.set_xlabel("Confidence (top-class probability)")
-    ax_counts.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_counts.xaxis.set_major_formatter(_percent_formatter())
     ax_counts.yaxis.set_major_locator(MaxNLocator(3, integer=True))
     _tidy(ax_counts, grid="y")
 
@@ -884,8 +902,8 @@ def plot_risk_coverage(confidence: np.ndarray, correct: np.ndarray, *, threshold
     lower = max(0.0, np.floor((min(stable.min(), overall) - 0.05) * 10) / 10)
     ax.set_ylim(lower, 1.01)
     ax.set_xlim(0, 1)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(_percent_formatter())
+    ax.yaxis.set_major_formatter(_percent_formatter())
     ax.set_xlabel("Coverage (share of predictions kept, most confident first)")
     ax.set_ylabel("Accuracy of the kept predictions")
     ax.set_title(f"Accuracy vs coverage (n = {confidence.size:,})")
@@ -917,7 +935,7 @@ def plot_timeline(timeline: pd.DataFrame, *, classes: Iterable[str]) -> Figure:
         Two axes sharing x. Top: one band per window from its start to the next window's start
         (the last to its end), coloured by emotion with opacity = confidence; silent windows
         grey and hatched; runs wide enough carry their emotion's name. Bottom: the class
-        probabilities stacked over window-centre time (silent windows count as 0).
+        probabilities stacked over window-centre time, left empty (hatched) where silent.
 
     Raises
     ------
@@ -940,7 +958,10 @@ def plot_timeline(timeline: pd.DataFrame, *, classes: Iterable[str]) -> Figure:
     confidence = timeline["confidence"].to_numpy(float)
     finite = confidence[~np.isnan(confidence)]
     if np.any((finite < 0) | (finite > 1)):
-        raise ValueError(f"timeline['confidence'] must lie in [0, 1] (NaN when silent), got {finite.min():g} to {finite.max():g}.")
+        raise ValueError(
+            "timeline['confidence'] must lie in [0, 1] (NaN when silent), "
+            f"got values from {finite.min():g} to {finite.max():g}."
+        )
 
     # Overlapping windows: each band runs to the next start, so bands tile the time axis.
     band_ends = np.append(starts[1:], ends[-1])
@@ -970,11 +991,19 @@ def plot_timeline(timeline: pd.DataFrame, *, classes: Iterable[str]) -> Figure:
     ax_top.tick_params(labelbottom=False)
 
     centres = (starts + ends) / 2
-    probabilities = timeline[classes].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy()
-    ax_prob.stackplot(centres, probabilities.T, colors=[emotion_color(c) for c in classes], alpha=0.85,
-                      labels=classes, lw=0)
+    probabilities = timeline[classes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    voiced = (emotions != _SILENT) & np.all(np.isfinite(probabilities), axis=1)
+    upper = np.cumsum(np.where(voiced[:, None], probabilities, 0.0), axis=1)
+    lower = upper - np.where(voiced[:, None], probabilities, 0.0)
+    # fill_between with where= leaves silent stretches empty instead of ramping the stack to 0.
+    for k, name in enumerate(classes):
+        ax_prob.fill_between(centres, lower[:, k], upper[:, k], where=voiced, color=emotion_color(name),
+                             alpha=0.85, lw=0, interpolate=False)
+    for start, end, emotion in zip(starts, band_ends, emotions):
+        if emotion == _SILENT:
+            ax_prob.axvspan(start, end, facecolor="none", edgecolor="#d0d0d0", hatch="///", lw=0)
     ax_prob.set_ylim(0, 1)
-    ax_prob.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax_prob.yaxis.set_major_formatter(_percent_formatter())
     ax_prob.set_ylabel("Class probability")
     ax_prob.set_xlabel("Time (s)")
     ax_prob.set_title("Class probabilities (stacked, at window centres)", fontsize=10.5)
@@ -1030,7 +1059,7 @@ def plot_emotion_share(distribution: pd.Series, *, title: str | None = None) -> 
     ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], padding=3, fontsize=9)
     ax.invert_yaxis()  # largest share on top
     ax.set_xlim(0, max(values.max() * 1.18, 0.05))
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(_percent_formatter())
     ax.set_xlabel("Share")
     ax.set_ylabel("Emotion")
     ax.set_title(title if title is not None else "Emotion share")
@@ -1072,6 +1101,17 @@ def _text_color_on(color) -> str:
 
 def _format_count(value: float) -> str:
     return f"{int(round(value)):,}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _percent_formatter() -> FuncFormatter:
+    # Fractions as "5%", "2.5%", "100%": PercentFormatter prints "5.0%" on ranges below 50%.
+    # A new one per axis: a formatter belongs to the axis it is set on.
+    return FuncFormatter(lambda value, _: f"{100 * value:.6g}%")
+
+
+def _format_share(share: float) -> str:
+    # "0%" next to a count of 3 reads as a contradiction.
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -1187,4 +1227,47 @@ def _mark_learning_rate_drops(ax, epochs: np.ndarray, learning_rate: np.ndarray)
         # Beyond a handful of changes the labels would collide; the lines alone still show when.
         if len(changes) <= 6:
             ax.text(epochs[i], 0.98, f" lr {learning_rate[i]:.2g}", transform=ax.get_xaxis_transform(),
-                    rotation=90, va="top", ha="right", fontsize=7.5, color="#666666")
+                    rotation=90, va="top", ha="left", fontsize=7.5, color="#666666")
+
+
+# --- Chart sets the notebook shows: each returns {file stem: Figure} ---------------------------
+
+
+def data_charts(table: pd.DataFrame) -> dict:
+    """The original's five data charts (01-05) of a corpus table, keyed by their file names."""
+    return {
+        "01_emotion_distribution": plot_emotion_distribution(table),
+        "02_dataset_distribution_pie": plot_dataset_distribution(table),
+        "03_emotion_by_dataset_stacked": plot_emotion_by_dataset_stacked(table),
+        "04_emotion_dataset_heatmap": plot_emotion_dataset_heatmap(table),
+        "05_emotion_by_dataset_grouped": plot_emotion_by_dataset_grouped(table),
+    }
+
+
+def audio_sample_charts(predictions: pd.DataFrame, classes, *, n: int = 4, seed: int = 0) -> dict:
+    """Panels of ``n`` test clips of different true emotions (the original's 12_audio_sample_* charts).
+
+    ``predictions`` is a run's table (``path``, ``emotion``, ``p_<class>`` columns); the clips are a
+    seeded choice, one per emotion while emotions last.
+    """
+    from ser_lib.features import FEATURE_SETTINGS, load_audio
+
+    if len(predictions) == 0:
+        raise ValueError("Expected at least one test prediction to show, got an empty table.")
+    shuffled = predictions.sample(frac=1.0, random_state=seed)
+    chosen = shuffled.drop_duplicates("emotion").head(n)
+    if len(chosen) < n:
+        chosen = pd.concat([chosen, shuffled.drop(chosen.index).head(n - len(chosen))])
+    charts = {}
+    sr = FEATURE_SETTINGS["sample_rate"]
+    for index, row in enumerate(chosen.itertuples(index=False), start=1):
+        y = load_audio(row.path, sr=sr, duration=FEATURE_SETTINGS["duration"])
+        probabilities = {c: float(getattr(row, f"p_{c}")) for c in classes}
+        name = f"12_audio_sample_{index}_{row.emotion}"
+        charts[name] = plot_audio_sample(y, sr, true_label=row.emotion, probabilities=probabilities, title=Path(row.path).name)
+    return charts
+
+
+def save_figures(figures: dict, directory, *, dpi: int = 120) -> list:
+    """Save ``{name: Figure}`` as ``directory/<name>.png``; returns the paths."""
+    return [save_figure(figure, Path(directory) / f"{name}.png", dpi=dpi) for name, figure in figures.items()]

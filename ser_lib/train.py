@@ -8,7 +8,6 @@ original recipe scores about 65% on the first and 36% on the second.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -17,7 +16,7 @@ import pandas as pd
 
 from ser_lib import evaluate
 from ser_lib.features import FEATURE_NAMES, feature_matrix
-from ser_lib.model import EmotionModel, build_mlp, export_layers
+from ser_lib.model import EmotionModel, build_mlp, export_layers, import_keras
 
 PROTOCOLS = ("speaker", "random")
 # The original notebook's train / validation / test shares.
@@ -137,9 +136,7 @@ def train(
     -------
     run : TrainingRun
     """
-    # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) says nothing a user can act on.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    keras = import_keras()
     import tensorflow as tf
     from sklearn.preprocessing import StandardScaler
     from tqdm.keras import TqdmCallback
