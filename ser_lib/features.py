@@ -231,15 +231,33 @@ def compute_features(y: np.ndarray, *, sr: int = 22050) -> np.ndarray:
     return np.concatenate([block.mean(axis=1) for block in blocks]).astype(np.float32)
 
 
-def extract_features(path) -> np.ndarray:
-    """The 195 features of the first 3 s of an audio file: ``compute_features(load_audio(path))``.
+def extract_features(path, *, recipe: str = "original") -> np.ndarray:
+    """The features of the first 3 s of an audio file: ``compute_features(load_audio(path))``.
+
+    Parameters
+    ----------
+    path : str or Path
+    recipe : str
+        ``"original"`` (the 195 features) or another name of ``RECIPES``.
 
     Returns
     -------
-    features : np.ndarray [shape=(195,), dtype=float32]
+    features : np.ndarray [shape=(n_features,), dtype=float32]
     """
     sr = FEATURE_SETTINGS["sample_rate"]
-    return compute_features(load_audio(path, sr=sr, duration=FEATURE_SETTINGS["duration"]), sr=sr)
+    y = load_audio(path, sr=sr, duration=FEATURE_SETTINGS["duration"])
+    return recipe_features(y, sr=sr, recipe=recipe)
+
+
+# Feature sets by recipe name: the function of (y, sr), the settings that identify its numbers, the column names.
+RECIPES = {"original": {"compute": compute_features, "settings": FEATURE_SETTINGS, "names": FEATURE_NAMES}}
+
+
+def recipe_features(y: np.ndarray, *, sr: int, recipe: str = "original") -> np.ndarray:
+    """The features of a signal under a recipe (see ``RECIPES``)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown feature recipe {recipe!r}: expected one of {sorted(RECIPES)}.")
+    return RECIPES[recipe]["compute"](y, sr=sr)
 
 
 def settings_key(settings: dict = FEATURE_SETTINGS) -> str:
@@ -254,7 +272,7 @@ def _file_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
 
-def _extract_one(path: str, cache_folder: str | None):
+def _extract_one(path: str, cache_folder: str | None, recipe: str = "original"):
     """Features of one file, or the reason it has none. Runs in worker processes."""
     path = Path(path)
     try:
@@ -263,7 +281,7 @@ def _extract_one(path: str, cache_folder: str | None):
             cached = Path(cache_folder) / f"{_file_key(path)}.npy"
             if cached.exists():
                 return np.load(cached), None
-        features = extract_features(path)
+        features = extract_features(path, recipe=recipe)
         if cached is not None:
             partial = cached.with_suffix(f".{os.getpid()}.tmp")
             with open(partial, "wb") as handle:
@@ -282,6 +300,7 @@ def extract_many(
     progress: bool = True,
     return_skipped: bool = False,
     warn: bool = True,
+    recipe: str = "original",
 ):
     """Features for every file of a table, in parallel, cached on disk.
 
@@ -300,6 +319,8 @@ def extract_many(
         Also return the table of files that gave no features.
     warn : bool
         Report files that gave no features with a warning.
+    recipe : str
+        Which feature set (``RECIPES``); the original 195 by default.
 
     Returns
     -------
@@ -316,21 +337,22 @@ def extract_many(
         raise ValueError(f"Expected a table with a 'path' column, got columns {list(table.columns)}.")
     cache_folder = None
     if cache_dir is not None:
-        cache_folder = Path(cache_dir) / settings_key()
+        cache_folder = Path(cache_dir) / settings_key(RECIPES[recipe]["settings"])
         cache_folder.mkdir(parents=True, exist_ok=True)
         cache_folder = str(cache_folder)
     paths = [str(p) for p in table["path"]]
-    jobs = (delayed(_extract_one)(p, cache_folder) for p in paths)
+    jobs = (delayed(_extract_one)(p, cache_folder, recipe) for p in paths)
     runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8) if n_jobs != 1 else None
-    results = runner(jobs) if runner is not None else (_extract_one(p, cache_folder) for p in paths)
+    results = runner(jobs) if runner is not None else (_extract_one(p, cache_folder, recipe) for p in paths)
     rows, reasons = [], []
     for features, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
         rows.append(features)
         reasons.append(reason)
     ok = np.array([reason is None for reason in reasons], dtype=bool)
-    matrix = np.stack([row for row in rows if row is not None]) if ok.any() else np.empty((0, N_FEATURES), np.float32)
+    n_features = len(RECIPES[recipe]["names"])
+    matrix = np.stack([row for row in rows if row is not None]) if ok.any() else np.empty((0, n_features), np.float32)
     features = pd.concat(
-        [table.loc[ok].reset_index(drop=True), pd.DataFrame(matrix, columns=list(FEATURE_NAMES))], axis=1
+        [table.loc[ok].reset_index(drop=True), pd.DataFrame(matrix, columns=list(RECIPES[recipe]["names"]))], axis=1
     )
     features.attrs.update(table.attrs)
     skipped = pd.DataFrame(
@@ -342,9 +364,13 @@ def extract_many(
     return (features, skipped) if return_skipped else features
 
 
-def feature_matrix(features: pd.DataFrame) -> np.ndarray:
-    """The ``(n, 195)`` float32 matrix of a table returned by :func:`extract_many`."""
-    missing = [name for name in FEATURE_NAMES if name not in features.columns]
+def feature_matrix(features: pd.DataFrame, *, recipe: str = "original") -> np.ndarray:
+    """The ``(n, n_features)`` float32 matrix of a table returned by :func:`extract_many`."""
+    names = list(RECIPES[recipe]["names"])
+    missing = [name for name in names if name not in features.columns]
     if missing:
-        raise ValueError(f"Expected the {N_FEATURES} feature columns of extract_many, {len(missing)} are missing, e.g. {missing[:3]}.")
-    return features.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=np.float32)
+        raise ValueError(
+            f"Expected the {len(names)} feature columns of extract_many(recipe={recipe!r}), "
+            f"{len(missing)} are missing, e.g. {missing[:3]}."
+        )
+    return features.loc[:, names].to_numpy(dtype=np.float32)

@@ -140,7 +140,14 @@ class EmotionModel:
     scaler_mean: np.ndarray
     scaler_scale: np.ndarray
     temperature: float = 1.0
+    recipe: str = "original"
     metadata: dict = field(default_factory=dict)
+
+    def features(self, y: np.ndarray, sr: int) -> np.ndarray:
+        """This model's input features of a mono signal (its recipe's feature set)."""
+        from ser_lib.features import recipe_features
+
+        return recipe_features(y, sr=sr, recipe=self.recipe)
 
     @property
     def n_features(self) -> int:
