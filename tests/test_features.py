@@ -140,7 +140,7 @@ def test_cache_makes_a_rerun_extract_nothing(tmp_path, write_wav, monkeypatch):
     table = pd.DataFrame({"path": [clip]})
     first = extract_many(table, n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
 
-    def must_not_run(path):
+    def must_not_run(path, **options):
         raise AssertionError("features were extracted again despite the cache")
 
     monkeypatch.setattr(features, "extract_features", must_not_run)
