@@ -19,13 +19,13 @@ from ser_lib.features import (
 )
 from ser_lib.model import EmotionModel, build_mlp
 from ser_lib.predict import get_model, predict_emotion, predict_many
-from ser_lib.train import TrainingRun, make_split, protocol_comparison, train
+from ser_lib.train import TrainingRun, cross_corpus, make_split, protocol_comparison, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AudioError", "CORPORA", "EMOTIONS", "EmotionModel", "FEATURE_BLOCKS", "FEATURE_NAMES", "FEATURE_SETTINGS",
-    "KAGGLE_HANDLE", "TrainingRun", "build_mlp", "compute_features", "download_dataset", "extract_features",
+    "KAGGLE_HANDLE", "TrainingRun", "build_mlp", "compute_features", "cross_corpus", "download_dataset", "extract_features",
     "extract_many", "get_model", "load_audio", "load_bundle", "load_corpus", "make_demo_corpus", "make_split",
     "parse_path", "predict_emotion", "predict_many", "protocol_comparison", "save_bundle", "scan_corpora", "train",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_lib.features import FEATURE_NAMES, FEATURE_SETTINGS
+from ser_lib.features import RECIPES
 from ser_lib.model import EmotionModel
 
 BUNDLE_FORMAT = "ser_lib-bundle/1"
@@ -88,14 +88,16 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
     metadata = {
         "format": BUNDLE_FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "recipe": "original",
+        "recipe": model.recipe,
         "classes": list(model.classes),
         "n_features": model.n_features,
-        "feature_settings": FEATURE_SETTINGS,
-        "feature_names": list(FEATURE_NAMES),
+        "feature_settings": RECIPES[model.recipe]["settings"],
+        "feature_names": list(RECIPES[model.recipe]["names"]),
         "scaler": {"mean": model.scaler_mean.tolist(), "scale": model.scaler_scale.tolist()},
         "layers": layer_specs,
         "temperature": float(model.temperature),
+        "abstain_threshold": model.metadata.get("abstain_threshold"),
+        "abstain_coverage": model.metadata.get("abstain_coverage"),
         "seed": run.seed,
         "split": run.protocol,
         "training": {**run.settings, "train_seconds": round(run.train_seconds, 1)},
@@ -154,7 +156,10 @@ def load_bundle(directory="artifacts") -> EmotionModel:
         raise ValueError(f"'{directory / METADATA_FILE}' is not valid JSON ({error}): expected the metadata ser_lib wrote.") from error
     if metadata.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"'{directory}' holds bundle format {metadata.get('format')!r}: expected {BUNDLE_FORMAT!r}.")
-    _check_feature_settings(metadata.get("feature_settings", {}), directory)
+    recipe = metadata.get("recipe", "original")
+    if recipe not in RECIPES:
+        raise ValueError(f"The model in '{directory}' uses feature recipe {recipe!r}: this ser_lib knows {sorted(RECIPES)}.")
+    _check_feature_settings(metadata.get("feature_settings", {}), RECIPES[recipe]["settings"], directory)
 
     with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights:
         arrays = dict(weights)
@@ -169,19 +174,20 @@ def load_bundle(directory="artifacts") -> EmotionModel:
     if n_outputs != len(classes):
         raise ValueError(f"The model in '{directory}' has {n_outputs} outputs, but its metadata lists {len(classes)} classes {classes}.")
     n_inputs = layers[0]["kernel"].shape[0]
-    if not n_inputs == arrays["scaler_mean"].shape[0] == metadata["n_features"] == len(FEATURE_NAMES):
+    n_expected = len(RECIPES[recipe]["names"])
+    if not n_inputs == arrays["scaler_mean"].shape[0] == metadata["n_features"] == n_expected:
         raise ValueError(
             f"The model in '{directory}' takes {n_inputs} features and its scaler {arrays['scaler_mean'].shape[0]}, "
-            f"but ser_lib computes {len(FEATURE_NAMES)}."
+            f"but ser_lib computes {n_expected} for recipe {recipe!r}."
         )
     return EmotionModel(
         classes=classes, layers=layers, scaler_mean=arrays["scaler_mean"], scaler_scale=arrays["scaler_scale"],
-        temperature=float(metadata.get("temperature", 1.0)), metadata=metadata,
+        temperature=float(metadata.get("temperature", 1.0)), recipe=recipe, metadata=metadata,
     )
 
 
-def _check_feature_settings(theirs: dict, directory: Path) -> None:
-    ours = json.loads(json.dumps(FEATURE_SETTINGS))
+def _check_feature_settings(theirs: dict, ours: dict, directory: Path) -> None:
+    ours = json.loads(json.dumps(ours))
     differing = {key: (theirs.get(key), ours.get(key)) for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)}
     if differing:
         details = "; ".join(f"{key}: bundle {a!r}, ser_lib {b!r}" for key, (a, b) in differing.items())

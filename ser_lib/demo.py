@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import scipy.fft
-import scipy.signal
 import soundfile
+
+# scipy.signal costs ~0.8 s to import; it is imported inside the functions that synthesise audio
+# so that `import ser_lib` (and `ser predict`) does not pay for it.
 
 __all__ = ["DEMO_SAMPLE_RATES", "DEMO_VERSION", "MARKER_NAME", "make_demo_corpus"]
 
@@ -364,11 +365,15 @@ def _smooth_noise(n: int, *, knots_per_second: float, sr: int, rng: np.random.Ge
 # Filter designs cost more than filtering a clip: each is made once per rate.
 @functools.lru_cache(maxsize=None)
 def _bandpass(low_hz: int, high_hz: int, sr: int) -> np.ndarray:
+    import scipy.signal
+
     return scipy.signal.butter(4, (low_hz, high_hz), btype="bandpass", fs=sr, output="sos")
 
 
 @functools.lru_cache(maxsize=None)
 def _lowpass(cutoff_hz: int, sr: int) -> np.ndarray:
+    import scipy.signal
+
     return scipy.signal.butter(2, cutoff_hz, fs=sr, output="sos")
 
 
@@ -393,6 +398,8 @@ def _filter_frames(x: np.ndarray, response, *, sr: int) -> np.ndarray:
     -------
     y : np.ndarray [shape=(n,)]
     """
+    import scipy.fft
+
     hop = scipy.fft.next_fast_len(int(round(_FRAME_SECONDS * sr / 2)), real=True)
     frame_length = 2 * hop
     # Periodic sqrt-Hann on analysis and synthesis: the squared windows sum to one at 50% overlap,
@@ -450,6 +457,8 @@ def _synthesize_utterance(
         raise ValueError(f"sr={sr!r}: expected an integer sample rate of at least {_MIN_SYNTH_RATE} Hz")
     if not 1.0 <= duration <= 10.0:
         raise ValueError(f"duration={duration!r}: expected between 1 and 10 seconds")
+    import scipy.signal
+
     n_out = int(round(duration * sr))
     factor = _upsampling_factor(int(sr))
     sr_in = int(sr) // factor

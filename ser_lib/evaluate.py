@@ -137,6 +137,7 @@ def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
         written.append(path)
     results = {
         "protocol": run.protocol,
+        "recipe": run.model.recipe,
         "seed": run.seed,
         "classes": list(run.classes),
         **run.metrics,
@@ -236,3 +237,48 @@ def describe_comparison(comparison: pd.DataFrame) -> str:
             f"{worst['corpus']} worst ({worst['accuracy']:.1%})."
         )
     return text
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The softmax temperature that minimises the negative log-likelihood of held-out predictions.
+
+    Parameters
+    ----------
+    probabilities : np.ndarray [shape=(n, n_classes)]
+        Uncalibrated class probabilities of clips the model was not trained on (validation speakers).
+    labels : np.ndarray [shape=(n,), dtype=int]
+        Their true class indices.
+
+    Returns
+    -------
+    temperature : float
+        Divide logits by it (``> 1`` softens over-confident predictions). Since
+        ``softmax(log p / T) = softmax(logits / T)``, log-probabilities stand in for logits.
+    """
+    from scipy.optimize import minimize_scalar
+
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels)
+    if len(probabilities) == 0 or probabilities.shape[0] != labels.shape[0]:
+        raise ValueError(f"Expected probabilities and labels for the same clips, got {probabilities.shape} and {labels.shape}.")
+    log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
+
+    def nll(log_temperature):
+        scaled = log_p / np.exp(log_temperature)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        log_softmax = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        return -log_softmax[np.arange(len(labels)), labels].mean()
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:
+    """The confidence below which a prediction is marked uncertain, so that ``coverage`` of them are kept."""
+    if not 0 < coverage <= 1:
+        raise ValueError(f"Expected a coverage in (0, 1], got {coverage}.")
+    return float(np.quantile(np.asarray(confidence, dtype=float), 1 - coverage)) if coverage < 1 else 0.0
+
+
+def confidence_tier(confidence: float) -> str:
+    """``high`` (at least 70%), ``medium`` (40-69%) or ``low``, for a probability in [0, 1]."""
+    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"

@@ -18,10 +18,12 @@ from ser_lib import evaluate
 from ser_lib.features import FEATURE_NAMES, feature_matrix
 from ser_lib.model import EmotionModel, build_mlp, export_layers, import_keras
 
-PROTOCOLS = ("speaker", "random")
+PROTOCOLS = ("speaker", "random", "corpus")
 # The original notebook's train / validation / test shares.
 SPLIT_FRACTIONS = {"train": 0.713, "validation": 0.132, "test": 0.155}
 # The original's training settings.
+# Share of validation predictions kept confident; the least confident fifth is marked uncertain.
+ABSTAIN_COVERAGE = 0.8
 TRAINING_DEFAULTS = {"epochs": 100, "batch_size": 32, "patience": 15, "lr_patience": 5, "lr_factor": 0.5, "learning_rate": 1e-3}
 
 
@@ -39,7 +41,7 @@ def split_random(table: pd.DataFrame, *, seed: int = 0) -> pd.Series:
     return pd.Series(split, index=table.index, name="split")
 
 
-def split_speakers(table: pd.DataFrame, *, seed: int = 0) -> pd.Series:
+def split_speakers(table: pd.DataFrame, *, seed: int = 0, fractions: dict = SPLIT_FRACTIONS) -> pd.Series:
     """No speaker in more than one of train / validation / test; every corpus in each where it can be.
 
     Speakers are split within each corpus (so each corpus, and every emotion it has, reaches each
@@ -55,8 +57,8 @@ def split_speakers(table: pd.DataFrame, *, seed: int = 0) -> pd.Series:
         # Round-robin over genders, so the first few speakers (test, then validation) mix them.
         order = [s for batch in _interleave(by_gender) for s in batch]
         n = len(order)
-        n_test = max(1, round(SPLIT_FRACTIONS["test"] * n)) if n >= 2 else 0
-        n_validation = max(1, round(SPLIT_FRACTIONS["validation"] * n)) if n >= 3 else 0
+        n_test = max(1, round(fractions["test"] * n)) if n >= 2 and fractions["test"] > 0 else 0
+        n_validation = max(1, round(fractions["validation"] * n)) if n - n_test >= 2 and fractions["validation"] > 0 else 0
         test, validation = set(order[:n_test]), set(order[n_test : n_test + n_validation])
         split[rows & table["speaker"].isin(test)] = "test"
         split[rows & table["speaker"].isin(validation)] = "validation"
@@ -68,12 +70,31 @@ def _interleave(groups: list[list]) -> list[list]:
     return [[g[i] for g in groups if i < len(g)] for i in range(longest)]
 
 
-def make_split(table: pd.DataFrame, protocol: str = "speaker", *, seed: int = 0) -> pd.Series:
-    """``train`` / ``validation`` / ``test`` for each row under a protocol (``speaker`` or ``random``)."""
+def split_corpus(table: pd.DataFrame, test_corpus: str, *, seed: int = 0) -> pd.Series:
+    """Cross-corpus: test on every clip of ``test_corpus``; train and validate on the other corpora by speaker."""
+    if test_corpus not in set(table["corpus"]):
+        raise ValueError(f"Cannot test on corpus {test_corpus!r}: the data holds {sorted(table['corpus'].unique())}.")
+    others = table["corpus"] != test_corpus
+    if not others.any():
+        raise ValueError(f"Cross-corpus testing on {test_corpus!r} needs another corpus to train on; the data holds only it.")
+    split = pd.Series("test", index=table.index, name="split", dtype=object)
+    fractions = {"train": 0.85, "validation": 0.15, "test": 0.0}
+    split[others] = split_speakers(table.loc[others], seed=seed, fractions=fractions)
+    return split
+
+
+def make_split(table: pd.DataFrame, protocol: str = "speaker", *, seed: int = 0, test_corpus: str | None = None) -> pd.Series:
+    """``train`` / ``validation`` / ``test`` for each row under a protocol.
+
+    ``speaker`` (unseen speakers), ``random`` (the original's) or ``corpus`` (test on ``test_corpus``,
+    train on the others).
+    """
     if protocol == "speaker":
         return split_speakers(table, seed=seed)
     if protocol == "random":
         return split_random(table, seed=seed)
+    if protocol == "corpus":
+        return split_corpus(table, test_corpus, seed=seed)
     raise ValueError(f"Unknown split protocol {protocol!r}: expected one of {PROTOCOLS}.")
 
 
@@ -109,44 +130,51 @@ class TrainingRun:
 def train(
     features: pd.DataFrame,
     *,
+    recipe: str = "original",
     protocol: str = "speaker",
+    test_corpus: str | None = None,
     seed: int = 0,
     epochs: int = TRAINING_DEFAULTS["epochs"],
     batch_size: int = TRAINING_DEFAULTS["batch_size"],
     patience: int = TRAINING_DEFAULTS["patience"],
+    coverage: float = ABSTAIN_COVERAGE,
     progress: bool = True,
 ) -> TrainingRun:
-    """Split, scale on train only, fit the original MLP and evaluate it on the test part.
+    """Split, fit a recipe's classifier on the train part, calibrate it on validation, test it.
 
     Parameters
     ----------
     features : pd.DataFrame
-        From :func:`ser_lib.extract_many`: the labels (``emotion``, ``corpus``, ``speaker``, ...) and
-        the 195 feature columns.
-    protocol : {'speaker', 'random'}
-        How to split (see the module docstring).
+        From :func:`ser_lib.extract_many` with the same ``recipe``: the labels (``emotion``,
+        ``corpus``, ``speaker``, ...) and the recipe's feature columns.
+    recipe : str
+        ``"original"``: the 512-256-128-64 MLP on the 195 features (see ``RECIPE_TRAINERS``).
+    protocol : {'speaker', 'random', 'corpus'}
+        How to split (see the module docstring); ``corpus`` tests on ``test_corpus``.
     seed : int
         One seed for the split, the weights' initialisation, dropout and batch order: a rerun
         gives the same split and the same metrics.
     epochs, batch_size, patience : int
         The original's defaults: up to 100 epochs of batches of 32, early stopping on validation
         loss after 15 flat epochs (restoring the best weights); the learning rate halves after 5.
+    coverage : float
+        Share of validation predictions kept above the abstention threshold; the rest are
+        ``uncertain``.
 
     Returns
     -------
     run : TrainingRun
+        Test probabilities are calibrated: a softmax temperature fitted on the validation part
+        (never on test) makes the confidence match the accuracy.
     """
-    keras = import_keras()
-    import tensorflow as tf
-    from sklearn.preprocessing import StandardScaler
-    from tqdm.keras import TqdmCallback
-
+    if recipe not in RECIPE_TRAINERS:
+        raise ValueError(f"Unknown recipe {recipe!r}: expected one of {sorted(RECIPE_TRAINERS)}.")
     missing = {"emotion", "corpus", "speaker"} - set(features.columns)
     if missing:
         raise ValueError(f"Expected the label columns emotion, corpus and speaker; missing {sorted(missing)}.")
     if features["emotion"].nunique() < 2:
         raise ValueError(f"Expected at least two emotions to learn, got {sorted(features['emotion'].unique())}.")
-    split = make_split(features, protocol, seed=seed)
+    split = make_split(features, protocol, seed=seed, test_corpus=test_corpus)
     parts = {name: (split == name).to_numpy() for name in SPLIT_FRACTIONS}
     empty = [name for name, rows in parts.items() if not rows.any()]
     if empty:
@@ -156,15 +184,61 @@ def train(
         )
 
     classes = sorted(features["emotion"].unique())
-    x = feature_matrix(features)
+    x = feature_matrix(features, recipe=recipe)
     y = features["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    start = time.perf_counter()
+    fitted = RECIPE_TRAINERS[recipe](
+        x, y, parts, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size, patience=patience,
+        progress=progress, description=f"Training {recipe} ({protocol} split)",
+    )
+    train_seconds = time.perf_counter() - start
+    model = EmotionModel(
+        classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"], scaler_scale=fitted["scaler_scale"],
+        recipe=recipe,
+    )
+
+    # Calibration and the abstention threshold come from validation speakers only.
+    uncalibrated_test = model.predict_proba(x[parts["test"]])
+    model.temperature = evaluate.fit_temperature(model.predict_proba(x[parts["validation"]]), y[parts["validation"]])
+    validation_confidence = model.predict_proba(x[parts["validation"]]).max(axis=1)
+    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(validation_confidence, coverage=coverage)
+    model.metadata["abstain_coverage"] = coverage
+
+    test = features.loc[parts["test"]]
+    predictions = prediction_table(test, model.predict_proba(x[parts["test"]]), classes)
+    predictions.insert(predictions.columns.get_loc("confidence") + 1, "confidence_uncalibrated", uncalibrated_test.max(axis=1))
+    correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
+    kept = predictions["confidence"].to_numpy() >= model.metadata["abstain_threshold"]
+    metrics = {
+        **evaluate.summary_metrics(predictions["emotion"], predictions["predicted"], classes),
+        "ece_uncalibrated": evaluate.expected_calibration_error(predictions["confidence_uncalibrated"], correct),
+        "ece": evaluate.expected_calibration_error(predictions["confidence"], correct),
+        "temperature": model.temperature,
+        "abstain_threshold": model.metadata["abstain_threshold"],
+        "coverage": float(kept.mean()),
+        "accuracy_kept": float(correct[kept].mean()) if kept.any() else float("nan"),
+    }
+    return TrainingRun(
+        protocol=protocol if protocol != "corpus" else f"corpus:{test_corpus}", seed=seed, model=model,
+        keras_model=fitted["keras_model"], history=fitted["history"], split=split, predictions=predictions,
+        metrics=metrics, per_corpus=evaluate.per_group_metrics(predictions, predictions["predicted"], classes),
+        train_seconds=train_seconds, settings={"recipe": recipe, **fitted["settings"]},
+    )
+
+
+def _fit_original(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description) -> dict:
+    """The original recipe: standardise, then the 512-256-128-64 MLP with the original's callbacks."""
+    keras = import_keras()
+    import tensorflow as tf
+    from sklearn.preprocessing import StandardScaler
+    from tqdm.keras import TqdmCallback
+
     scaler = StandardScaler().fit(x[parts["train"]])
     x_scaled = scaler.transform(x).astype(np.float32)
-    one_hot = np.eye(len(classes), dtype=np.float32)[y]
-
+    one_hot = np.eye(n_classes, dtype=np.float32)[y]
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_mlp(x.shape[1], len(classes), learning_rate=TRAINING_DEFAULTS["learning_rate"])
+    model = build_mlp(x.shape[1], n_classes, learning_rate=TRAINING_DEFAULTS["learning_rate"])
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(
@@ -172,31 +246,23 @@ def train(
         ),
     ]
     if progress:
-        callbacks.append(TqdmCallback(verbose=0, desc=f"Training ({protocol} split)"))
-    start = time.perf_counter()
+        callbacks.append(TqdmCallback(verbose=0, desc=description))
     fitted = model.fit(
         x_scaled[parts["train"]], one_hot[parts["train"]],
         validation_data=(x_scaled[parts["validation"]], one_hot[parts["validation"]]),
         epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks,
     )
-    train_seconds = time.perf_counter() - start
     history = pd.DataFrame(fitted.history).rename_axis("epoch")
+    return {
+        "layers": export_layers(model), "keras_model": model, "history": history,
+        "scaler_mean": scaler.mean_.astype(np.float32), "scaler_scale": scaler.scale_.astype(np.float32),
+        "settings": {"epochs": epochs, "batch_size": batch_size, "patience": patience, "epochs_run": len(history),
+                     **{k: v for k, v in TRAINING_DEFAULTS.items() if k not in ("epochs", "batch_size", "patience")}},
+    }
 
-    emotion_model = EmotionModel(
-        classes=classes, layers=export_layers(model),
-        scaler_mean=scaler.mean_.astype(np.float32), scaler_scale=scaler.scale_.astype(np.float32),
-    )
-    test = features.loc[parts["test"]]
-    predictions = prediction_table(test, emotion_model.predict_proba(x[parts["test"]]), classes)
-    return TrainingRun(
-        protocol=protocol, seed=seed, model=emotion_model, keras_model=model, history=history, split=split,
-        predictions=predictions,
-        metrics=evaluate.summary_metrics(predictions["emotion"], predictions["predicted"], classes),
-        per_corpus=evaluate.per_group_metrics(predictions, predictions["predicted"], classes),
-        train_seconds=train_seconds,
-        settings={"epochs": epochs, "batch_size": batch_size, "patience": patience, "epochs_run": len(history),
-                  **{k: v for k, v in TRAINING_DEFAULTS.items() if k not in ("epochs", "batch_size", "patience")}},
-    )
+
+# Each recipe's classifier: fit(x, y, parts, ...) -> layers, scaler, history (see _fit_original).
+RECIPE_TRAINERS = {"original": _fit_original}
 
 
 def prediction_table(table: pd.DataFrame, probabilities: np.ndarray, classes: list) -> pd.DataFrame:
@@ -213,3 +279,20 @@ def protocol_comparison(runs: list[TrainingRun]) -> pd.DataFrame:
     frames = [run.per_corpus.assign(protocol=run.protocol) for run in runs]
     table = pd.concat(frames, ignore_index=True)
     return table[["protocol", "corpus", "n", "accuracy", "macro_f1", "weighted_f1"]]
+
+
+def cross_corpus(features: pd.DataFrame, *, recipe: str = "original", seed: int = 0, progress: bool = True, **options) -> pd.DataFrame:
+    """Train on all corpora but one and test on that one, for each corpus: how far a model travels.
+
+    Returns
+    -------
+    table : pd.DataFrame [columns: test_corpus, trained_on, n, accuracy, macro_f1, weighted_f1]
+        A corpus whose emotions were never trained (calm outside RAVDESS) can only be missed: that
+        is part of what the table shows.
+    """
+    rows = []
+    for corpus in sorted(features["corpus"].unique()):
+        run = train(features, recipe=recipe, protocol="corpus", test_corpus=corpus, seed=seed, progress=progress, **options)
+        trained_on = " + ".join(sorted(set(features["corpus"]) - {corpus}))
+        rows.append({"test_corpus": corpus, "trained_on": trained_on, **{k: run.metrics[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1")}})
+    return pd.DataFrame(rows)

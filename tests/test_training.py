@@ -39,7 +39,7 @@ def test_numpy_forward_gives_keras_probabilities(trained, demo_features):
     x = ser_lib.features.feature_matrix(demo_features)
     scaled = (x - run.model.scaler_mean) / run.model.scaler_scale
     keras_probabilities = run.keras_model.predict_on_batch(scaled)
-    np.testing.assert_allclose(run.model.predict_proba(x), keras_probabilities, atol=1e-5)
+    np.testing.assert_allclose(ser_lib.model.forward(run.model.layers, scaled), keras_probabilities, atol=1e-5)
 
 
 def test_speaker_split_never_shares_a_speaker_and_reaches_every_corpus(demo_features):
@@ -61,8 +61,8 @@ def test_random_split_has_the_original_shares_and_shares_speakers(demo_features)
     shares = split.value_counts(normalize=True)
     assert shares["train"] == pytest.approx(0.713, abs=0.03) and shares["test"] == pytest.approx(0.155, abs=0.03)
     assert set(demo_features.loc[split == "train", "speaker"]) & set(demo_features.loc[split == "test", "speaker"])
-    with pytest.raises(ValueError, match="Unknown split protocol 'corpus'"):
-        make_split(demo_features, "corpus")
+    with pytest.raises(ValueError, match="Unknown split protocol 'gender'"):
+        make_split(demo_features, "gender")
 
 
 def test_same_seed_same_split_and_metrics(demo_features, trained):
@@ -103,7 +103,10 @@ def test_the_original_usage_snippet_works(trained, demo_features):
     probabilities = model.predict(scaler.transform(features), verbose=0)[0]
     emotion, confidence, by_class = ser_lib.predict_emotion(demo_features["path"].iloc[0], bundle)
     assert encoder.inverse_transform([probabilities.argmax()])[0] == emotion
-    assert confidence == pytest.approx(100 * probabilities.max(), abs=1e-3)
+    # The snippet has no calibration: at temperature 1 ser_lib gives Keras's probabilities.
+    uncalibrated = ser_lib.load_bundle(bundle)
+    uncalibrated.temperature = 1.0
+    np.testing.assert_allclose(uncalibrated.predict_proba(features)[0], probabilities, atol=1e-5)
 
 
 def test_save_refuses_to_overwrite_a_bundle(trained):
@@ -193,3 +196,50 @@ def test_cli_help_says_what_each_command_does():
                        (["predict", "--help"], "one probability column per class")):
         out = subprocess.run([sys.executable, "-m", "ser_lib.cli", *argv], capture_output=True, text=True)
         assert out.returncode == 0 and text in " ".join(out.stdout.split())
+
+
+def test_calibration_is_fitted_on_validation_speakers_and_stored(trained):
+    run, bundle = trained
+    metrics = run.metrics
+    assert metrics["temperature"] > 0 and metrics["temperature"] != 1
+    assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["ece_uncalibrated"] <= 1
+    # The threshold keeps about 80% of the validation predictions; test coverage is what it is.
+    assert 0 < metrics["abstain_threshold"] < 1 and 0 <= metrics["coverage"] <= 1
+    metadata = json.loads((bundle / "model_metadata.json").read_text())
+    assert metadata["temperature"] == pytest.approx(metrics["temperature"])
+    assert metadata["abstain_threshold"] == pytest.approx(metrics["abstain_threshold"])
+    loaded = ser_lib.load_bundle(bundle)
+    assert loaded.temperature == pytest.approx(run.model.temperature)
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 5)) * 3
+    labels = np.array([rng.choice(5, p=p) for p in ser_lib.model.softmax(logits / 2.0)])
+    sharpened = ser_lib.model.softmax(logits)  # the model's (over-confident) probabilities
+    assert ser_lib.evaluate.fit_temperature(sharpened, labels) == pytest.approx(2.0, rel=0.1)
+
+
+def test_expected_calibration_error_known_answers():
+    ece = ser_lib.evaluate.expected_calibration_error
+    assert ece(np.full(10, 0.9), np.array([True] * 9 + [False])) == pytest.approx(0.0)
+    assert ece(np.full(4, 0.8), np.array([True, False, False, False])) == pytest.approx(0.55)
+    with pytest.raises(ValueError, match="one equal length"):
+        ece(np.ones(3), np.ones(2, dtype=bool))
+
+
+def test_cross_corpus_split_tests_on_one_corpus_only(demo_features):
+    split = make_split(demo_features, "corpus", seed=0, test_corpus="SAVEE")
+    assert set(demo_features.loc[split == "test", "corpus"]) == {"SAVEE"}
+    assert (demo_features.loc[demo_features["corpus"] == "SAVEE"].index.isin(split[split == "test"].index)).all()
+    assert {"train", "validation"} <= set(split[demo_features["corpus"] != "SAVEE"])
+    with pytest.raises(ValueError, match="Cannot test on corpus 'EMO-DB'"):
+        make_split(demo_features, "corpus", test_corpus="EMO-DB")
+
+
+@pytest.mark.slow
+def test_cross_corpus_table_has_a_row_per_corpus(demo_features):
+    table = ser_lib.cross_corpus(demo_features, seed=0, epochs=3, progress=False)
+    assert list(table["test_corpus"]) == sorted(ser_lib.CORPORA)
+    assert table["trained_on"].iloc[0] == "RAVDESS + SAVEE + TESS"
+    assert table["n"].sum() == len(demo_features) and table["accuracy"].between(0, 1).all()
