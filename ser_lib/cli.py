@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ser_lib.train import RECIPE_TRAINERS
+
 MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
 
   ser train --data ROOT --out DIR     train the original MLP and write a model bundle with its metrics
@@ -27,15 +29,18 @@ def _train(args) -> int:
     table, skipped = ser_lib.load_corpus(
         args.data, fold_calm=args.fold_calm, max_per_corpus=args.max_per_corpus, seed=args.seed
     )
-    features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True)
+    features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True, recipe=args.recipe)
     skipped = pd.concat([skipped, failed], ignore_index=True)
-    run = ser_lib.train(features, protocol=args.split, seed=args.seed, epochs=args.epochs)
+    protocol = "corpus" if args.test_corpus else args.split
+    run = ser_lib.train(
+        features, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed, epochs=args.epochs
+    )
     summary = {**evaluate.data_summary(features, skipped, source=args.data), "fold_calm": args.fold_calm}
     ser_lib.save_bundle(run, out, data_summary=summary, overwrite=args.force)
     evaluate.write_data_tables(features, skipped, out)
     evaluate.write_run_tables(run, out)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
-    print(json.dumps({"split": args.split, "test": metrics, "bundle": str(out)}, indent=2))
+    print(json.dumps({"recipe": args.recipe, "split": run.protocol, "test": metrics, "bundle": str(out)}, indent=2))
     return 0
 
 
@@ -90,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="folder for the bundle and its metrics (must be new or empty)")
     train.add_argument("--split", choices=("speaker", "random"), default="speaker",
                        help="speaker: test speakers are never heard in training (default); random: the original's split")
+    train.add_argument("--recipe", choices=sorted(RECIPE_TRAINERS), default="original",
+                       help="original: the 195 features and the 512-256-128-64 MLP (default)")
+    train.add_argument("--test-corpus", choices=("CREMA-D", "TESS", "RAVDESS", "SAVEE"), default=None,
+                       help="cross-corpus: test on every clip of this corpus, train on the others (overrides --split)")
     train.add_argument("--epochs", type=int, default=100, help="at most this many epochs (early stopping; default 100)")
     train.add_argument("--seed", type=int, default=0, help="one seed for split, initialisation and batches (default 0)")
     train.add_argument("--fold-calm", action="store_true", help="relabel calm as neutral (7 classes)")

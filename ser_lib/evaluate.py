@@ -282,3 +282,25 @@ def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:
 def confidence_tier(confidence: float) -> str:
     """``high`` (at least 70%), ``medium`` (40-69%) or ``low``, for a probability in [0, 1]."""
     return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+
+
+def reliability_curves(run) -> dict:
+    """Test confidence and correctness before and after calibration, for a reliability diagram."""
+    predictions = run.predictions
+    correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
+    return {
+        "before calibration": (predictions["confidence_uncalibrated"].to_numpy(), correct),
+        f"after calibration (T = {run.model.temperature:.2f})": (predictions["confidence"].to_numpy(), correct),
+    }
+
+
+def describe_calibration(run) -> str:
+    """A Markdown paragraph about a run's calibration and abstention, from its numbers."""
+    m = run.metrics
+    direction = "over-confident" if m["temperature"] > 1 else "under-confident"
+    return (
+        f"Before calibration the model is {direction}: expected calibration error **{m['ece_uncalibrated']:.3f}** on the "
+        f"test speakers. The temperature fitted on validation speakers (T = {m['temperature']:.2f}) brings it to "
+        f"**{m['ece']:.3f}**. Marking predictions below {m['abstain_threshold']:.0%} confidence as uncertain keeps "
+        f"{m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: {m['accuracy']:.1%})."
+    )

@@ -1,20 +1,58 @@
-"""Emotion of audio files from a saved bundle: one clip, or many as a table.
+"""Emotion of audio files from a saved bundle: one clip, a long recording, or many files as a table.
 
-Neither path imports TensorFlow: the bundle's network runs in NumPy (``ser_lib.model.forward``),
-loaded once per folder and kept, so repeated calls pay only for the features.
+No path imports TensorFlow: the bundle's network runs in NumPy (``ser_lib.model.forward``), loaded
+once per folder and kept, so repeated calls pay only for the features.
+
+A recording that holds a second full window (``duration >= window + hop``) is analysed in
+overlapping windows read from disk in blocks, so memory stays bounded whatever its length; a shorter
+file is a *clip* and is predicted from its first ``window`` seconds, exactly as the original recipe
+(and training) did.
+
+The silence gate
+----------------
+A window whose RMS level is below ``silence_db`` dBFS is *silent*: it gets no features, it is shown
+in the timeline and left out of the overall result. The default, -60 dBFS, was measured on real
+speech: the 60 clips of each of the 16 RAVDESS development actors concatenated with 2-6 s pauses
+(4,517 windows of 3 s, hop 1.5 s; a window is speech if it holds >= 0.25 s of frames within 30 dB of
+its clip's loudest frame). Soft speech is quiet in absolute terms there (a 3 s window of calm or sad
+speech at normal intensity can be at -63 dBFS), so the gate must be low:
+
+=====================  ===================  ====================  ======================
+gate                   speech windows cut   silent windows kept   (with -65 dBFS noise)
+=====================  ===================  ====================  ======================
+-50 dBFS               19.3 %               0.0 %                 19.4 % / 0.0 %
+-55 dBFS               8.3 %                0.05 %                7.2 % / 0.06 %
+**-60 dBFS**           **2.7 %**            **0.3 %**             **2.1 % / 0.1 %**
+-65 dBFS               1.1 %                1.0 %                 0.0 % / 60 %
+40 dB below loudest 1%  3.1 %               0.6 %                 2.4 % / 6.8 %
+=====================  ===================  ====================  ======================
+
+A gate relative to the recording's loudest windows did no better and cannot be applied while the file
+streams (nor says anything about an all-silent file), so the gate is absolute. The speech windows it
+cuts hold a short, soft tail of an utterance. Lower it for recordings made at low gain; raise it for
+a noisy room (its noise floor must be below the gate).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
-from ser_lib.features import extract_features, extract_many, feature_matrix
+from ser_lib.features import FEATURE_SETTINGS, MIN_DURATION, AudioError, load_audio
 from ser_lib.model import EmotionModel
+
+SILENCE_DB = -60.0
+# Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40.
+TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
+SILENT = "silent"
+# Audio read per block of a long recording (native-rate seconds) and windows per parallel job.
+_BLOCK_SECONDS = 30.0
+_WINDOWS_PER_JOB = 16
 
 
 @functools.lru_cache(maxsize=8)
@@ -29,54 +67,465 @@ def get_model(artifacts_dir="artifacts") -> EmotionModel:
     return _load_cached(str(directory), stamp)
 
 
-def predict_emotion(path, artifacts_dir="artifacts"):
-    """The emotion of one clip, as in the original usage guide.
+def confidence_tier(confidence: float) -> str | None:
+    """``"high"`` (>= 70 %), ``"medium"`` (40-70 %) or ``"low"`` for a confidence in percent; None for NaN."""
+    if confidence is None or not np.isfinite(confidence):
+        return None
+    return next(name for low, name in TIERS if confidence >= low)
 
-    Parameters
+
+class Prediction(tuple):
+    """The result of :func:`predict_emotion`: the original ``(emotion, confidence, probabilities)``.
+
+    It *is* that 3-tuple (``emotion, confidence, probabilities = predict_emotion(path)`` and
+    ``result[0]`` work as before) and carries more as attributes.
+
+    Attributes
     ----------
-    path : str or Path
-        An audio file (first 3 s are used).
-    artifacts_dir : str or Path
-        A bundle written by the notebook or ``ser train``.
-
-    Returns
-    -------
-    emotion : str
-        The most probable class.
+    emotion : str or None
+        The top class (None when a long recording holds no speech; ``error`` says so).
     confidence : float
         Its probability in percent (0-100).
     probabilities : dict
         Every class's probability (0-1), in the bundle's class order.
+    top3 : list of (str, float)
+        The three most probable classes with their probabilities (0-1).
+    tier : str or None
+        ``"high"`` (>= 70 %), ``"medium"`` (40-70 %) or ``"low"`` confidence.
+    uncertain : bool
+        The top probability is below the bundle's ``abstain_threshold`` (False without one).
+    dominance : float
+        Share of the non-silent windows whose top class is ``emotion`` (1.0 for a clip).
+    distribution : pd.Series
+        Class -> mean probability over the non-silent windows (the clip's probabilities for a clip).
+    timeline : pd.DataFrame or None
+        One row per window (start, end, emotion, confidence, one column per class, level_db),
+        ``confidence`` and class columns in 0-1 and NaN for ``"silent"`` windows; None for a clip.
+    duration : float
+        Seconds of audio in the file.
+    n_windows, n_silent : int
+    error : str or None
+        Why there is no emotion (no speech above the silence gate), else None.
     """
-    model = get_model(artifacts_dir)
-    probabilities = model.predict_proba(extract_features(path))[0]
-    best = int(np.argmax(probabilities))
-    return model.classes[best], float(100 * probabilities[best]), dict(zip(model.classes, map(float, probabilities)))
+
+    def __new__(cls, emotion, confidence, probabilities, **attributes):
+        self = super().__new__(cls, (emotion, confidence, probabilities))
+        self.__dict__.update(attributes)
+        return self
+
+    def __reduce__(self):
+        return (_rebuild_prediction, (tuple(self), self.__dict__))
+
+    emotion = property(lambda self: self[0])
+    confidence = property(lambda self: self[1])
+    probabilities = property(lambda self: self[2])
+
+    def __repr__(self) -> str:
+        confidence = f"{self.confidence:.1f}" if np.isfinite(self.confidence) else "nan"
+        return (
+            f"Prediction(emotion={self.emotion!r}, confidence={confidence}, tier={self.tier!r}, "
+            f"uncertain={self.uncertain}, dominance={self.dominance:.2f}, duration={self.duration:.1f}, "
+            f"n_windows={self.n_windows}, n_silent={self.n_silent})"
+        )
+
+    def plot_timeline(self):
+        """The timeline chart (:func:`ser_lib.plots.plot_timeline`); needs a long recording."""
+        from ser_lib import plots
+
+        if self.timeline is None:
+            raise ValueError(f"No timeline: the file ({self.duration:.1f} s) is one window; pass a longer recording.")
+        return plots.plot_timeline(self.timeline, classes=list(self.probabilities))
+
+    def plot_distribution(self, *, title: str | None = None):
+        """Each emotion's share of the recording (:func:`ser_lib.plots.plot_emotion_share`)."""
+        from ser_lib import plots
+
+        if self.emotion is None:
+            raise ValueError(f"No distribution to plot: {self.error}")
+        return plots.plot_emotion_share(self.distribution, title=title)
 
 
-def predict_many(paths, artifacts_dir="artifacts", *, n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Predictions for many files; a file that cannot be read gets its reason, the rest go on.
+def _rebuild_prediction(values, attributes):
+    return Prediction(*values, **attributes)
+
+
+def predict_emotion(
+    path,
+    artifacts_dir="artifacts",
+    *,
+    window: float = 3.0,
+    hop: float = 1.5,
+    silence_db: float = SILENCE_DB,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> Prediction:
+    """The emotion of an audio file: a clip as in the original usage guide, or a long recording.
+
+    Parameters
+    ----------
+    path : str or Path
+        An audio file soundfile can read (WAV, FLAC, OGG, MP3), any sample rate, any channel count
+        (channels are averaged).
+    artifacts_dir : str or Path
+        A bundle written by the notebook or ``ser train``.
+    window, hop : float
+        Window length and step in seconds for recordings of at least ``window + hop`` seconds;
+        shorter files are one window (the first ``window`` seconds).
+    silence_db : float
+        Windows of a long recording whose RMS level is below this (dBFS) are silent and left out of
+        the overall result (see the module docstring for how -60 was chosen).
+    n_jobs : int
+        Processes for the windows of a long recording (joblib; -1 for every core).
+    progress : bool
+        A tqdm bar over the windows of a long recording.
 
     Returns
     -------
-    table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, error]
-        One row per input path in input order; ``confidence`` in percent, class columns hold
-        probabilities (0-1); ``error`` is empty for files that were predicted.
+    prediction : Prediction
+        ``(emotion, confidence in percent, {class: probability})`` with ``top3``, ``tier``,
+        ``uncertain``, ``dominance``, ``distribution``, ``timeline`` and more as attributes.
+        For a long recording the probabilities are the mean over non-silent windows.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        No file at ``path``, or no bundle (or an incomplete one) in ``artifacts_dir``.
+    AudioError
+        The file cannot be decoded, is empty, too short, silent or not finite.
+    ValueError
+        Bad ``window``/``hop``, or a bundle made for other features or classes.
     """
+    window, hop = _check_windowing(window, hop)
     model = get_model(artifacts_dir)
-    paths = [str(p) for p in paths]
-    inputs = pd.DataFrame({"path": paths, "row": np.arange(len(paths))})
-    features, skipped = extract_many(inputs, n_jobs=n_jobs, cache_dir=None, progress=progress, return_skipped=True, warn=False)
-    result = pd.DataFrame({"path": paths, "emotion": None, "confidence": np.nan})
-    for name in model.classes:
-        result[name] = np.nan
-    result["error"] = ""
-    if len(features):
-        probabilities = model.predict_proba(feature_matrix(features))
-        rows = features["row"].to_numpy()
-        result.loc[rows, "emotion"] = np.asarray(model.classes)[probabilities.argmax(axis=1)]
-        result.loc[rows, "confidence"] = 100 * probabilities.max(axis=1)
-        result.loc[rows, model.classes] = probabilities
-    for path, reason in zip(skipped["path"], skipped["reason"]):
-        result.loc[result["path"] == path, "error"] = reason
+    return _predict_file(path, model, window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs, progress=progress)
+
+
+def _check_windowing(window, hop) -> tuple[float, float]:
+    window, hop = float(window), float(hop)
+    if not (np.isfinite(window) and window >= MIN_DURATION):
+        raise ValueError(f"window={window!r} s: expected at least {MIN_DURATION} s (the model was trained on 3 s).")
+    if not (np.isfinite(hop) and hop > 0):
+        raise ValueError(f"hop={hop!r} s: expected a step of more than 0 s, e.g. half the window.")
+    return window, hop
+
+
+def _sample_rate(model: EmotionModel) -> int:
+    return int(model.metadata.get("feature_settings", FEATURE_SETTINGS).get("sample_rate", FEATURE_SETTINGS["sample_rate"]))
+
+
+def _probe_duration(path: Path) -> float | None:
+    """Seconds of audio in the file's header, or None if soundfile cannot read it (load_audio will say why)."""
+    import soundfile
+
+    if not path.exists():
+        raise FileNotFoundError(f"No audio file at '{path}': expected a path to a .wav/.flac/.ogg/.mp3 file.")
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder: expected an audio file.")
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 - any failure here is reported by load_audio with its reason
+        return None
+    return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+
+
+def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False) -> Prediction:
+    path = Path(path)
+    duration = _probe_duration(path)
+    if duration is not None and duration >= window + hop:
+        return _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
+                             n_jobs=n_jobs, progress=progress)
+    sr = _sample_rate(model)
+    y = load_audio(path, sr=sr, duration=window)
+    probabilities = model.predict_proba(model.features(y, sr))[0]
+    return _summarise(model, probabilities[None, :], duration=y.size / sr if duration is None else duration,
+                      timeline=None, n_windows=1, n_silent=0)
+
+
+def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_silent) -> Prediction:
+    """The overall result from the non-silent windows' probabilities [shape=(n, n_classes)]."""
+    import pandas as pd
+
+    classes = list(model.classes)
+    if len(window_probabilities) == 0:
+        nan = {name: math.nan for name in classes}
+        return Prediction(
+            None, math.nan, nan, top3=[], tier=None, uncertain=False, dominance=math.nan,
+            distribution=pd.Series(nan, name="probability", dtype=float), timeline=timeline, duration=duration,
+            n_windows=n_windows, n_silent=n_silent,
+            error=f"no speech: all {n_windows} windows are below the silence gate",
+        )
+    mean = window_probabilities.mean(axis=0)
+    best = int(np.argmax(mean))
+    order = np.argsort(-mean, kind="stable")
+    confidence = float(100 * mean[best])
+    threshold = model.metadata.get("abstain_threshold")
+    return Prediction(
+        classes[best], confidence, dict(zip(classes, map(float, mean))),
+        top3=[(classes[i], float(mean[i])) for i in order[:3]],
+        tier=confidence_tier(confidence),
+        uncertain=bool(threshold is not None and mean[best] < float(threshold)),
+        dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
+        distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
+        timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, error=None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Long recordings
+# ---------------------------------------------------------------------------------------------
+
+
+def window_starts(n_samples: int, window: int, hop: int) -> np.ndarray:
+    """Start samples of the windows of a recording: every ``hop``, plus one ending at its end.
+
+    The last regular window can stop short of the end; a final window aligned to the end covers the
+    rest when that rest is at least ``MIN_DURATION`` long at 22,050 Hz, so no speech is left out and
+    every window has the same length.
+    """
+    if n_samples < window:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n_samples - window + 1, hop, dtype=np.int64)
+    if n_samples - (starts[-1] + window) >= MIN_DURATION * FEATURE_SETTINGS["sample_rate"]:
+        starts = np.append(starts, n_samples - window)
+    return starts
+
+
+def _mono_blocks(path: Path, sr: int):
+    """The file as mono float32 blocks at ``sr``, read and resampled as a stream (bounded memory)."""
+    import soundfile
+    import soxr
+
+    try:
+        handle = soundfile.SoundFile(str(path))
+    except Exception as error:  # noqa: BLE001 - soundfile raises LibsndfileError, RuntimeError, ...
+        raise AudioError(f"Cannot decode '{path}' as audio ({type(error).__name__}: {error}): "
+                         "expected a WAV, FLAC, OGG or MP3 file.") from error
+    with handle:
+        native = handle.samplerate
+        resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
+        frames = max(1, int(_BLOCK_SECONDS * native))
+        while True:
+            try:
+                block = handle.read(frames=frames, dtype="float32", always_2d=True)
+            except Exception as error:  # noqa: BLE001
+                raise AudioError(f"Cannot decode '{path}' past {handle.tell() / native:.1f} s "
+                                 f"({type(error).__name__}: {error}): the file looks damaged.") from error
+            last = len(block) < frames
+            # Channels are averaged, as librosa.load(mono=True) does.
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"'{path}' contains NaN or infinite samples: expected finite audio.")
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            if mono.size:
+                yield mono
+            if last:
+                return
+
+
+def _windows(path: Path, sr: int, window: int, hop: int):
+    """``(start, samples)`` of each window, regular ones while reading, the end-aligned one last."""
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # sample index of buffer[0]
+    next_start = 0
+    last_end = 0
+    for block in _mono_blocks(path, sr):
+        buffer = np.concatenate([buffer, block])
+        while next_start + window <= buffer_start + len(buffer):
+            offset = next_start - buffer_start
+            yield next_start, buffer[offset : offset + window]
+            last_end = next_start + window
+            next_start += hop
+        # Keep what the next window needs, and the last `window` samples for an end-aligned window.
+        keep_from = min(next_start, buffer_start + len(buffer) - window)
+        if keep_from > buffer_start:
+            buffer = buffer[keep_from - buffer_start :].copy()
+            buffer_start = keep_from
+    n_samples = buffer_start + len(buffer)
+    if n_samples - last_end >= MIN_DURATION * sr and n_samples >= window:
+        yield n_samples - window, buffer[len(buffer) - window :]
+
+
+def _level_db(samples: np.ndarray) -> float:
+    power = float(np.mean(np.square(samples, dtype=np.float64)))
+    return 10 * math.log10(power) if power > 0 else -math.inf
+
+
+def _window_probabilities(model: EmotionModel, windows: np.ndarray, sr: int) -> np.ndarray:
+    """Probabilities of a stack of windows [shape=(n, window)]; runs in worker processes."""
+    return model.predict_proba(np.stack([model.features(w, sr) for w in windows]))
+
+
+def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress) -> Prediction:
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    sr = _sample_rate(model)
+    window_n, hop_n = int(round(window * sr)), int(round(hop * sr))
+    starts, levels, voiced_index = [], [], []
+
+    def jobs():
+        # Only voiced windows cost features; they go out in stacks so each job is worth a process.
+        stack = []
+        for start, samples in _windows(path, sr, window_n, hop_n):
+            level = _level_db(samples)
+            if level >= silence_db:
+                voiced_index.append(len(starts))
+                stack.append(samples)
+            starts.append(start)
+            levels.append(level)
+            bar.update(1)
+            if len(stack) == _WINDOWS_PER_JOB:
+                yield np.stack(stack)
+                stack = []
+        if stack:
+            yield np.stack(stack)
+
+    expected = len(window_starts(int(round(duration * sr)), window_n, hop_n))
+    with tqdm(total=expected, desc=f"Windows of {path.name}", unit="window", disable=not progress, leave=False) as bar:
+        if n_jobs == 1:
+            results = [_window_probabilities(model, stack, sr) for stack in jobs()]
+        else:
+            from joblib import Parallel, delayed
+
+            runner = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2*n_jobs")
+            results = list(runner(delayed(_window_probabilities)(model, stack, sr) for stack in jobs()))
+    classes = list(model.classes)
+    voiced = np.concatenate(results) if results else np.empty((0, len(classes)))
+    n = len(starts)
+    probabilities = np.full((n, len(classes)), np.nan)
+    probabilities[voiced_index] = voiced
+    starts_s = np.asarray(starts, dtype=float) / sr
+    top = np.where(np.isnan(probabilities[:, 0]), -1, np.nan_to_num(probabilities, nan=-1.0).argmax(axis=1))
+    timeline = pd.DataFrame({
+        "start": starts_s,
+        "end": starts_s + window_n / sr,
+        "emotion": [classes[k] if k >= 0 else SILENT for k in top],
+        "confidence": np.nanmax(np.where(np.isnan(probabilities), -np.inf, probabilities), axis=1, initial=-np.inf),
+    })
+    timeline.loc[top < 0, "confidence"] = np.nan
+    timeline[classes] = probabilities
+    timeline["level_db"] = np.round(levels, 2)
+    result = _summarise(model, voiced, duration=duration, timeline=timeline, n_windows=n, n_silent=n - len(voiced_index))
+    if result.error:
+        result.__dict__["error"] = f"{result.error} ({silence_db:g} dBFS): the loudest window is at {max(levels):.1f} dBFS"
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Many files
+# ---------------------------------------------------------------------------------------------
+
+
+def _predict_clips_worker(paths, artifacts_dir, window, sr):
+    """Probabilities (or the reason there are none) of a batch of clips; runs in worker processes."""
+    model = get_model(artifacts_dir)
+    out = []
+    for path in paths:
+        try:
+            y = load_audio(path, sr=sr, duration=window)
+            out.append((model.predict_proba(model.features(y, sr))[0], y.size / sr, None))
+        except (OSError, ValueError) as error:
+            out.append((None, None, str(error)))
+    return out
+
+
+def predict_many(
+    paths,
+    artifacts_dir="artifacts",
+    *,
+    window: float = 3.0,
+    hop: float = 1.5,
+    silence_db: float = SILENCE_DB,
+    n_jobs: int = 1,
+    progress: bool = True,
+    return_timeline: bool = False,
+):
+    """Predictions for many files; a file that cannot be read gets its reason, the rest go on.
+
+    Clips are predicted in parallel batches (``n_jobs`` processes); long recordings one after the
+    other, each with its windows in parallel.
+
+    Returns
+    -------
+    table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, tier, uncertain, error]
+        One row per input path in input order; ``confidence`` in percent, class columns hold
+        probabilities (0-1), ``tier`` high/medium/low, ``uncertain`` True when the top probability
+        is under the bundle's abstain threshold; ``error`` is empty for files that were predicted.
+    timeline : pd.DataFrame [columns: path, start, end, emotion, confidence, <one per class>, level_db]
+        Only with ``return_timeline``: one row per window of each predicted file (one row for a
+        clip); ``confidence`` and class columns in 0-1.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    window, hop = _check_windowing(window, hop)
+    model = get_model(artifacts_dir)
+    classes = list(model.classes)
+    sr = _sample_rate(model)
+    paths = [str(p) for p in paths]
+    results: list = [None] * len(paths)
+    clips, long = [], []
+    for index, path in enumerate(paths):
+        try:
+            duration = _probe_duration(Path(path))
+        except OSError as error:
+            results[index] = str(error)
+            continue
+        (long if duration is not None and duration >= window + hop else clips).append(index)
+
+    with tqdm(total=len(paths), desc="Predict", unit="file", disable=not progress) as bar:
+        bar.update(len(paths) - len(clips) - len(long))
+        # Batches of clips per job: one process start and one model load serve many files.
+        batches = [clips[i : i + 8] for i in range(0, len(clips), 8)]
+        arguments = [([paths[i] for i in chunk], str(artifacts_dir), window, sr) for chunk in batches]
+        if n_jobs == 1:
+            outputs = (_predict_clips_worker(*args) for args in arguments)
+        else:
+            from joblib import Parallel, delayed
+
+            outputs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_predict_clips_worker)(*args) for args in arguments)
+        for chunk, output in zip(batches, outputs):
+            for index, (probabilities, duration, reason) in zip(chunk, output):
+                results[index] = reason if probabilities is None else _summarise(
+                    model, probabilities[None, :], duration=duration, timeline=None, n_windows=1, n_silent=0
+                )
+            bar.update(len(chunk))
+        for index in long:
+            try:
+                results[index] = _predict_long(Path(paths[index]), model, duration=_probe_duration(Path(paths[index])),
+                                               window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs,
+                                               progress=progress)
+            except (OSError, ValueError) as error:
+                results[index] = str(error)
+            bar.update(1)
+
+    rows, timelines = [], []
+    for path, result in zip(paths, results):
+        row = {"path": path, "emotion": None, "confidence": math.nan, **dict.fromkeys(classes, math.nan),
+               "tier": None, "uncertain": False, "error": ""}
+        if isinstance(result, str):
+            row["error"] = result
+        else:
+            row.update(emotion=result.emotion, confidence=result.confidence, **result.probabilities,
+                       tier=result.tier, uncertain=result.uncertain, error=result.error or "")
+            if return_timeline:
+                timelines.append(_file_timeline(path, result, window))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["path", "emotion", "confidence", *classes, "tier", "uncertain", "error"])
+    if not return_timeline:
+        return table
+    columns = ["path", "start", "end", "emotion", "confidence", *classes, "level_db"]
+    timeline = pd.concat(timelines, ignore_index=True)[columns] if timelines else pd.DataFrame(columns=columns)
+    return table, timeline
+
+
+def _file_timeline(path: str, result: Prediction, window: float):
+    import pandas as pd
+
+    if result.timeline is not None:
+        return result.timeline.assign(path=path)
+    return pd.DataFrame([{
+        "path": path, "start": 0.0, "end": min(result.duration, window), "emotion": result.emotion,
+        "confidence": result.confidence / 100, **result.probabilities, "level_db": math.nan,
+    }])
