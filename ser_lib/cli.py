@@ -44,35 +44,57 @@ def _train(args) -> int:
     return 0
 
 
-def _audio_files(inputs) -> list[str]:
-    """Files as given; folders searched recursively for audio, in sorted order."""
+def _audio_files(inputs, list_file=None) -> list[str]:
+    """Files as given (and listed in ``list_file``, one per line); folders searched recursively, sorted."""
     from ser_lib.corpora import AUDIO_EXTENSIONS
 
     extensions = {*AUDIO_EXTENSIONS, ".ogg", ".mp3"}
+    items = list(inputs)
+    if list_file is not None:
+        lines = Path(list_file).read_text().splitlines()
+        items += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     files = []
-    for item in map(Path, inputs):
+    for item in map(Path, items):
         if item.is_dir():
             files.extend(str(p) for p in sorted(item.rglob("*")) if p.suffix.lower() in extensions and p.is_file())
         else:
+            # A missing file or a folder given as a file is reported in its row, not here.
             files.append(str(item))
     return files
 
 
-def _predict(args) -> int:
-    import ser_lib
+# Below this many files, starting worker processes costs more than it saves (measured on 2 cores:
+# joblib's processes take ~1 s to start and load the bundle; one clip's features take ~0.1-0.2 s).
+_PARALLEL_FROM = 16
 
-    files = _audio_files(args.inputs)
-    if not files:
-        print(f"error: no audio files (.wav .flac .ogg .mp3) in {args.inputs}", file=sys.stderr)
-        return 2
+
+def _predict(args) -> int:
+    from ser_lib.predict import predict_many
+
     try:
-        table = ser_lib.predict_many(files, args.artifacts, n_jobs=args.workers, progress=not args.quiet)
+        files = _audio_files(args.inputs, args.list)
+    except OSError as error:
+        print(f"error: cannot read the list file: {error}", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"error: no audio files (.wav .flac .ogg .mp3) in {args.inputs or args.list}", file=sys.stderr)
+        return 2
+    workers = args.workers if args.workers is not None else (-1 if len(files) >= _PARALLEL_FROM else 1)
+    try:
+        table, timeline = predict_many(
+            files, args.artifacts, window=args.window, hop=args.hop, silence_db=args.silence_db,
+            n_jobs=workers, progress=not args.quiet, return_timeline=True,
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.timeline:
+        timeline.to_csv(args.timeline, index=False)
     if args.csv:
         table.to_csv(args.csv, index=False)
     else:
+        import pandas as pd
+
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format", "{:.3f}".format):
             print(table.to_string(index=False))
     failed = int((table["error"] != "").sum())
@@ -109,14 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict", help="predict the emotion of audio files",
-        description="Predict the emotion of audio files (folders are searched recursively). Prints, or writes with "
-        "--csv, one row per file: path, emotion, confidence (percent), one probability column per class, and error "
-        "(why a file could not be read; the others are still predicted). Exits 1 if any file failed.",
+        description="Predict the emotion of audio files (wav, flac, ogg, mp3; any sample rate and channel count; "
+        "folders are searched recursively). Prints, or writes with --csv, one row per file: path, emotion, "
+        "confidence (percent), one probability column per class, tier (high >= 70%%, medium >= 40%%, low), "
+        "uncertain (top probability under the bundle's abstain threshold), and error (why a file could not be "
+        "read; the others are still predicted). A recording of at least --window + --hop seconds is analysed "
+        "in overlapping windows: its row holds the mean over windows above the silence gate, and --timeline "
+        "writes one row per window (start, end, emotion, confidence and class probabilities in 0-1). "
+        "Exits 1 if any file failed, 2 if nothing could be predicted (no files, bad bundle).",
     )
-    predict.add_argument("inputs", nargs="+", help="audio files or folders")
+    predict.add_argument("inputs", nargs="*", help="audio files or folders")
+    predict.add_argument("--list", help="a text file of audio paths, one per line (blank lines and # comments ignored)")
     predict.add_argument("--artifacts", default="artifacts", help="the model bundle folder (default: artifacts)")
     predict.add_argument("--csv", help="write the table to this CSV file instead of printing it")
-    predict.add_argument("--workers", type=int, default=1, help="feature extraction processes (default 1)")
+    predict.add_argument("--timeline", help="write the per-window rows of every file to this CSV file")
+    predict.add_argument("--window", type=float, default=3.0, help="window length in seconds (default 3)")
+    predict.add_argument("--hop", type=float, default=1.5, help="window step in seconds (default 1.5)")
+    predict.add_argument("--silence-db", type=float, default=-60.0,
+                         help="windows quieter than this RMS level (dBFS) are silent and left out (default -60)")
+    predict.add_argument("--workers", type=int, default=None,
+                         help=f"processes (-1: all cores; default: all cores from {_PARALLEL_FROM} files, else 1)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict)
     return parser
