@@ -131,6 +131,21 @@ def _relative_bandwidth(freqs: np.ndarray) -> np.ndarray:
     return (2.0 ** (2 / bins_per_octave) - 1) / (2.0 ** (2 / bins_per_octave) + 1)
 
 
+def _sparsify_rows(x: np.ndarray, *, quantile: float):
+    """``librosa.util.sparsify_rows(x, quantile, dtype=complex64)``, vectorised.
+
+    librosa fills a LIL matrix row by row, a third of the time it takes to build a filter bank;
+    the kept entries (each row's largest, holding ``1 - quantile`` of its magnitude) are the same.
+    """
+    import scipy.sparse
+
+    magnitudes = np.abs(x)
+    ordered = np.sort(magnitudes, axis=1)
+    cumulative = np.cumsum(ordered / magnitudes.sum(axis=1, keepdims=True), axis=1)
+    threshold = ordered[np.arange(len(x)), np.argmin(cumulative < quantile, axis=1)][:, np.newaxis]
+    return scipy.sparse.csr_matrix(np.where(magnitudes >= threshold, x, 0).astype(np.complex64))
+
+
 @functools.lru_cache(maxsize=128)
 def _constant_q_filter_banks(sr: float, tuning: float):
     """Frequency-domain filter banks of librosa.cqt, one per octave, top octave first.
@@ -158,7 +173,7 @@ def _constant_q_filter_banks(sr: float, tuning: float):
         n_fft = basis.shape[1]
         basis *= basis_lengths[:, np.newaxis] / float(n_fft)
         fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
-        fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=0.01, dtype=np.complex64)
+        fft_basis = _sparsify_rows(fft_basis, quantile=0.01)
         fft_basis.data *= np.sqrt(sr / octave_sr)
         banks.append((fft_basis, n_fft))
         octave_sr /= 2.0

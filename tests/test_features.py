@@ -162,3 +162,10 @@ def test_no_cache_dir_writes_nothing(tmp_path, write_wav, monkeypatch):
 def test_extract_many_needs_a_path_column():
     with pytest.raises(ValueError, match="Expected a table with a 'path' column, got columns"):
         extract_many(pd.DataFrame({"file": ["a.wav"]}))
+
+
+def test_vectorised_sparsify_keeps_what_librosa_keeps():
+    rows = np.fft.fft(np.random.default_rng(0).standard_normal((36, 4096)))[:, :2049]
+    ours = features._sparsify_rows(rows, quantile=0.01)
+    theirs = librosa.util.sparsify_rows(rows, quantile=0.01, dtype=np.complex64)
+    np.testing.assert_array_equal(ours.toarray(), theirs.toarray())
