@@ -252,11 +252,7 @@ def load_corpus(
     if len(table) == 0:
         raise ValueError(f"Found no audio of the four corpora under '{root}': expected .wav or .flac files with their names.")
     if max_per_corpus is not None:
-        table = (
-            table.groupby("corpus", group_keys=False)
-            .apply(lambda group: group.sample(n=min(max_per_corpus, len(group)), random_state=seed))
-            .sort_values("path")
-            .reset_index(drop=True)
-        )
+        shuffled = table.sample(frac=1.0, random_state=seed)
+        table = shuffled.groupby("corpus").head(max_per_corpus).sort_values("path").reset_index(drop=True)
     table.attrs["root"] = str(root)
     return table, skipped

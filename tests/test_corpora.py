@@ -130,3 +130,21 @@ def test_scan_of_a_missing_or_empty_root(tmp_path):
     (tmp_path / "empty").mkdir()
     table = scan_corpora(tmp_path / "empty")
     assert isinstance(table, pd.DataFrame) and len(table) == 0 and "emotion" in table.columns
+
+
+def test_load_corpus_caps_files_per_corpus_with_a_seeded_sample(tmp_path):
+    from ser_lib.corpora import load_corpus
+
+    _touch(tmp_path, *[f"Actor_01/03-01-0{e}-01-01-0{r}-01.wav" for e in range(1, 9) for r in (1, 2)],
+           *[f"Crema/1001_DFA_{code}_XX.wav" for code in ("ANG", "DIS", "FEA")])
+    table, skipped = load_corpus(tmp_path, max_per_corpus=5, seed=3)
+    assert table.groupby("corpus").size().to_dict() == {"CREMA-D": 3, "RAVDESS": 5}
+    assert table.attrs["root"] == str(tmp_path) and len(skipped) == 0
+    pd.testing.assert_frame_equal(table, load_corpus(tmp_path, max_per_corpus=5, seed=3)[0])
+    with pytest.raises(ValueError, match="Found no audio of the four corpora"):
+        load_corpus(_empty(tmp_path))
+
+
+def _empty(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    return tmp_path / "nothing"
