@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -476,8 +477,10 @@ def predict_many(
 
     with tqdm(total=len(paths), desc="Predict", unit="file", disable=not progress) as bar:
         bar.update(len(paths) - len(clips) - len(long))
-        # Batches of clips per job: one process start and one model load serve many files.
-        batches = [clips[i : i + 8] for i in range(0, len(clips), 8)]
+        # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.
+        workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+        size = max(1, min(8, len(clips) // (4 * workers)))
+        batches = [clips[i : i + size] for i in range(0, len(clips), size)]
         arguments = [([paths[i] for i in chunk], str(artifacts_dir), window, sr) for chunk in batches]
         if n_jobs == 1:
             outputs = (_predict_clips_worker(*args) for args in arguments)
