@@ -138,6 +138,7 @@ def train(
     batch_size: int = TRAINING_DEFAULTS["batch_size"],
     patience: int = TRAINING_DEFAULTS["patience"],
     coverage: float = ABSTAIN_COVERAGE,
+    split: pd.Series | None = None,
     progress: bool = True,
 ) -> TrainingRun:
     """Split, fit a recipe's classifier on the train part, calibrate it on validation, test it.
@@ -160,6 +161,9 @@ def train(
     coverage : float
         Share of validation predictions kept above the abstention threshold; the rest are
         ``uncertain``.
+    split : pd.Series, optional
+        ``train`` / ``validation`` / ``test`` per row, to use instead of ``protocol`` (e.g. the
+        folds of a cross-validation).
 
     Returns
     -------
@@ -174,7 +178,10 @@ def train(
         raise ValueError(f"Expected the label columns emotion, corpus and speaker; missing {sorted(missing)}.")
     if features["emotion"].nunique() < 2:
         raise ValueError(f"Expected at least two emotions to learn, got {sorted(features['emotion'].unique())}.")
-    split = make_split(features, protocol, seed=seed, test_corpus=test_corpus)
+    if split is None:
+        split = make_split(features, protocol, seed=seed, test_corpus=test_corpus)
+    else:
+        protocol = "given"
     parts = {name: (split == name).to_numpy() for name in SPLIT_FRACTIONS}
     empty = [name for name, rows in parts.items() if not rows.any()]
     if empty:
