@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
