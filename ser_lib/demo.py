@@ -45,7 +45,7 @@ import soundfile
 # scipy.signal costs ~0.8 s to import; it is imported inside the functions that synthesise audio
 # so that `import ser_lib` (and `ser predict`) does not pay for it.
 
-__all__ = ["DEMO_SAMPLE_RATES", "DEMO_VERSION", "MARKER_NAME", "make_demo_corpus"]
+__all__ = ["DEMO_SAMPLE_RATES", "DEMO_VERSION", "MARKER_NAME", "join_clips", "make_demo_corpus"]
 
 # The native sample rates of the four corpora in the Kaggle bundle.
 DEMO_SAMPLE_RATES = {"CREMA-D": 16000, "RAVDESS": 48000, "SAVEE": 44100, "TESS": 24414}
@@ -842,3 +842,37 @@ def make_demo_corpus(
         _write_atomically(path, buffer.getvalue())
     _write_marker(root, settings, n_files=len(clips), complete=True)
     return root
+
+
+def join_clips(paths, out_path, *, pause_seconds: float = 1.5, sr: int = 22050, overwrite: bool = False) -> Path:
+    """Join audio clips into one recording with silent pauses between them, to try long-audio analysis on.
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Clips to join, in order (read whole, mono, resampled to ``sr``).
+    out_path : str or Path
+        The WAV file to write.
+    pause_seconds : float
+        Digital silence before, between and after the clips.
+    overwrite : bool
+        Replace an existing ``out_path``; without it an existing file is an error.
+
+    Returns
+    -------
+    out_path : Path
+    """
+    from ser_lib.features import load_audio
+
+    out_path, paths = Path(out_path), list(paths)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"'{out_path}' exists: choose another path or pass overwrite=True to replace it.")
+    if not paths:
+        raise ValueError("Expected at least one clip to join, got none.")
+    pause = np.zeros(int(pause_seconds * sr), dtype=np.float32)
+    pieces = [pause]
+    for path in paths:
+        pieces += [load_audio(path, sr=sr, duration=None), pause]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(out_path, np.concatenate(pieces), sr, subtype="PCM_16")
+    return out_path

@@ -426,3 +426,19 @@ def test_emotion_is_learnable_across_speakers(demo_table, demo_audio):
     chance = 1 / len(EMOTIONS)
     # Seeds 0-9 give 0.44-0.63 per fold; twice chance (0.25) leaves a wide margin.
     assert min(accuracies) > 2 * chance, accuracies
+
+
+def test_join_clips_makes_one_recording_with_pauses_and_keeps_existing_files(tmp_path):
+    import soundfile as sf
+
+    from ser_lib.demo import join_clips
+
+    clips = []
+    for index, seconds in enumerate((1.0, 2.0)):
+        clips.append(tmp_path / f"clip{index}.wav")
+        sf.write(clips[-1], 0.3 * np.sin(np.linspace(0, 2000, int(seconds * 16000))), 16000)
+    joined = join_clips(clips, tmp_path / "long.wav", pause_seconds=0.5)
+    info = sf.info(joined)
+    assert info.samplerate == 22050 and abs(info.duration - (1.0 + 2.0 + 3 * 0.5)) < 0.01
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        join_clips(clips, joined)
