@@ -279,11 +279,6 @@ def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:
     return float(np.quantile(np.asarray(confidence, dtype=float), 1 - coverage)) if coverage < 1 else 0.0
 
 
-def confidence_tier(confidence: float) -> str:
-    """``high`` (at least 70%), ``medium`` (40-69%) or ``low``, for a probability in [0, 1]."""
-    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
-
-
 def reliability_curves(run) -> dict:
     """Test confidence and correctness before and after calibration, for a reliability diagram."""
     predictions = run.predictions
