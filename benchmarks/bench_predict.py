@@ -172,6 +172,30 @@ def main(argv=None) -> int:
                         f"{keras_cold / ser_cold:.1f}x faster", "<= 3.5 s"))
         print(f"[1] cold start: ser {ser_times} s; keras {keras_times} s; max |p_ser - p_keras| = {difference:.2e}", flush=True)
 
+        # 1b. Warm predict_emotion in this process: the whole call, its features alone, its model alone.
+        import ser_lib
+
+        ser_lib.predict_emotion(clip, bundle, progress=False)
+        model = ser_lib.get_model(bundle)
+        audio = ser_lib.load_audio(clip)
+        features = model.features(audio, SR)
+        timings = {"predict_emotion": [], "features (load + compute)": [], "model (predict_proba)": []}
+        for _ in range(20):
+            start = time.perf_counter()
+            ser_lib.predict_emotion(clip, bundle, progress=False)
+            timings["predict_emotion"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.features(ser_lib.load_audio(clip), SR)
+            timings["features (load + compute)"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.predict_proba(features)
+            timings["model (predict_proba)"].append(time.perf_counter() - start)
+        warm = {name: 1000 * statistics.median(values) for name, values in timings.items()}
+        results.append(("warm `predict_emotion` 3 s clip (ms, median of 20)", f"{warm['predict_emotion']:.1f}",
+                        f"features {warm['features (load + compute)']:.1f}, model {warm['model (predict_proba)']:.2f}",
+                        "", "features dominate"))
+        print(f"[1b] warm: {warm}", flush=True)
+
         # 2. A long recording.
         long_path = work / "long.flac"
         seconds = write_long_recording(clips, long_path, args.hours)
