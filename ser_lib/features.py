@@ -246,26 +246,38 @@ def compute_features(y: np.ndarray, *, sr: int = 22050) -> np.ndarray:
     return np.concatenate([block.mean(axis=1) for block in blocks]).astype(np.float32)
 
 
-def extract_features(path, *, recipe: str = "original") -> np.ndarray:
-    """The features of the first 3 s of an audio file: ``compute_features(load_audio(path))``.
+def extract_features(path, *, recipe: str = "original", augmentation: str = "none") -> np.ndarray:
+    """The features of an audio file: ``compute_features(load_audio(path))`` for the original recipe.
 
     Parameters
     ----------
     path : str or Path
     recipe : str
-        ``"original"`` (the 195 features) or another name of ``RECIPES``.
+        ``"original"`` (the 195 features of the first 3 s) or another name of ``RECIPES``; its
+        settings' ``duration`` says how much of the file is read (``None``: all of it).
+    augmentation : str
+        ``"none"``, or a training copy of the audio (``ser_lib.rich_features.AUGMENTATIONS``).
 
     Returns
     -------
     features : np.ndarray [shape=(n_features,), dtype=float32]
     """
-    sr = FEATURE_SETTINGS["sample_rate"]
-    y = load_audio(path, sr=sr, duration=FEATURE_SETTINGS["duration"])
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown feature recipe {recipe!r}: expected one of {sorted(RECIPES)}.")
+    settings = RECIPES[recipe]["settings"]
+    sr = settings["sample_rate"]
+    y = load_audio(path, sr=sr, duration=settings["duration"])
+    if augmentation != "none":
+        y = rich_features.augment_signal(y, augmentation, sr=sr)
     return recipe_features(y, sr=sr, recipe=recipe)
 
 
 # Feature sets by recipe name: the function of (y, sr), the settings that identify its numbers, the column names.
 RECIPES = {"original": {"compute": compute_features, "settings": FEATURE_SETTINGS, "names": FEATURE_NAMES}}
+# The speaker-CV winner; its module imports openSMILE only when it computes features.
+from ser_lib import rich_features  # noqa: E402
+
+RECIPES["best"] = rich_features.RECIPE
 
 
 def recipe_features(y: np.ndarray, *, sr: int, recipe: str = "original") -> np.ndarray:
@@ -287,16 +299,17 @@ def _file_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
 
-def _extract_one(path: str, cache_folder: str | None, recipe: str = "original"):
+def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", augmentation: str = "none"):
     """Features of one file, or the reason it has none. Runs in worker processes."""
     path = Path(path)
     try:
         cached = None
         if cache_folder is not None:
-            cached = Path(cache_folder) / f"{_file_key(path)}.npy"
+            suffix = "" if augmentation == "none" else f"-{augmentation}"
+            cached = Path(cache_folder) / f"{_file_key(path)}{suffix}.npy"
             if cached.exists():
                 return np.load(cached), None
-        features = extract_features(path, recipe=recipe)
+        features = extract_features(path, recipe=recipe, augmentation=augmentation)
         if cached is not None:
             partial = cached.with_suffix(f".{os.getpid()}.tmp")
             with open(partial, "wb") as handle:
@@ -316,6 +329,7 @@ def extract_many(
     return_skipped: bool = False,
     warn: bool = True,
     recipe: str = "original",
+    augmentations: tuple | None = None,
 ):
     """Features for every file of a table, in parallel, cached on disk.
 
@@ -336,11 +350,19 @@ def extract_many(
         Report files that gave no features with a warning.
     recipe : str
         Which feature set (``RECIPES``); the original 195 by default.
+    augmentations : tuple of str, optional
+        Training copies to add (``ser_lib.rich_features.AUGMENTATIONS``); ``None`` takes the
+        recipe's default (``RECIPES[recipe]["augmentations"]``: none for the original, speed 0.9
+        and 1.1 for ``best``), ``()`` adds none. :func:`ser_lib.train` trains on the copies of its
+        training clips only.
 
     Returns
     -------
     features : pd.DataFrame
-        The rows of ``table`` that gave features, with one float32 column per ``FEATURE_NAMES``.
+        The rows of ``table`` that gave features, with one float32 column per feature name. With
+        augmentations, the original rows come first, then each augmentation's rows (same labels
+        and ``path`` as their source); an ``augmentation`` column says which (``"none"`` for the
+        originals). Without, the table has no ``augmentation`` column.
     skipped : pd.DataFrame [columns: path, reason]
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
         They are also reported by a warning (unless ``warn=False``).
@@ -355,10 +377,21 @@ def extract_many(
         cache_folder = Path(cache_dir) / settings_key(RECIPES[recipe]["settings"])
         cache_folder.mkdir(parents=True, exist_ok=True)
         cache_folder = str(cache_folder)
+    if augmentations is None:
+        augmentations = RECIPES[recipe].get("augmentations", ())
+    augmentations = tuple(augmentations)
+    unknown = [a for a in augmentations if a not in rich_features.AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"Unknown augmentations {unknown}: expected names of {sorted(rich_features.AUGMENTATIONS)}.")
+    attrs = dict(table.attrs)
+    if augmentations:
+        kinds = ("none", *augmentations)
+        table = pd.concat([table.assign(augmentation=kind) for kind in kinds], ignore_index=True)
     paths = [str(p) for p in table["path"]]
-    jobs = (delayed(_extract_one)(p, cache_folder, recipe) for p in paths)
+    kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
+    jobs = (delayed(_extract_one)(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
     runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8) if n_jobs != 1 else None
-    results = runner(jobs) if runner is not None else (_extract_one(p, cache_folder, recipe) for p in paths)
+    results = runner(jobs) if runner is not None else (_extract_one(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
     rows, reasons = [], []
     for features, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
         rows.append(features)
@@ -369,10 +402,12 @@ def extract_many(
     features = pd.concat(
         [table.loc[ok].reset_index(drop=True), pd.DataFrame(matrix, columns=list(RECIPES[recipe]["names"]))], axis=1
     )
-    features.attrs.update(table.attrs)
+    features.attrs.update(attrs)
     skipped = pd.DataFrame(
         {"path": [p for p, good in zip(paths, ok) if not good], "reason": [r for r in reasons if r is not None]}
     )
+    # A file that gives no features gives no augmented copies either: report it once.
+    skipped = skipped.drop_duplicates("path", ignore_index=True)
     if len(skipped) and warn:
         examples = "; ".join(skipped["reason"].head(3))
         warnings.warn(f"{len(skipped)} of {len(paths)} files gave no features, e.g. {examples}", stacklevel=2)
