@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ser_lib.rich_features import original_rows
 from ser_lib.train import RECIPE_TRAINERS
 
 MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
@@ -35,9 +36,10 @@ def _train(args) -> int:
     run = ser_lib.train(
         features, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed, epochs=args.epochs
     )
-    summary = {**evaluate.data_summary(features, skipped, source=args.data), "fold_calm": args.fold_calm}
+    clips = original_rows(features)  # the recipe's training-only augmented copies are not clips
+    summary = {**evaluate.data_summary(clips, skipped, source=args.data), "fold_calm": args.fold_calm}
     ser_lib.save_bundle(run, out, data_summary=summary, overwrite=args.force)
-    evaluate.write_data_tables(features, skipped, out)
+    evaluate.write_data_tables(clips, skipped, out)
     evaluate.write_run_tables(run, out)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
     print(json.dumps({"recipe": args.recipe, "split": run.protocol, "test": metrics, "bundle": str(out)}, indent=2))

@@ -206,8 +206,14 @@ def describe_run(run) -> str:
         f"**{m['macro_f1']:.1%}** (chance: {1 / len(run.classes):.1%} for {len(run.classes)} classes). Best recognised: "
         f"*{per_class.index[-1]}* ({per_class.iloc[-1]:.0%}); worst: *{per_class.index[0]}* ({per_class.iloc[0]:.0%}). "
         f"The most frequent confusion is *{run.classes[true_index]}* taken for *{run.classes[predicted_index]}* "
-        f"({confusion.max()} clips). Training stopped after {len(run.history)} epochs ({run.train_seconds:.0f} s)."
+        f"({confusion.max()} clips). {_training_note(run)}"
     )
+
+
+def _training_note(run) -> str:
+    if run.model.recipe == "original":
+        return f"Training stopped after {len(run.history)} epochs ({run.train_seconds:.0f} s)."
+    return f"Training took {run.train_seconds:.0f} s."
 
 
 def describe_comparison(comparison: pd.DataFrame) -> str:
@@ -299,3 +305,16 @@ def describe_calibration(run) -> str:
         f"**{m['ece']:.3f}**. Marking predictions below {m['abstain_threshold']:.0%} confidence as uncertain keeps "
         f"{m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: {m['accuracy']:.1%})."
     )
+
+
+def recipe_comparison(runs) -> pd.DataFrame:
+    """Test metrics of runs of different recipes (or protocols) side by side, one row per run."""
+    rows = []
+    for run in runs:
+        m = run.metrics
+        rows.append({
+            "recipe": run.model.recipe, "protocol": run.protocol, "n": m["n"], "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"], "ece_uncalibrated": m["ece_uncalibrated"], "ece": m["ece"],
+            "coverage": m["coverage"], "accuracy_kept": m["accuracy_kept"], "train_seconds": round(run.train_seconds, 1),
+        })
+    return pd.DataFrame(rows)

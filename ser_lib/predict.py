@@ -235,7 +235,9 @@ def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=Fa
         return _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
                              n_jobs=n_jobs, progress=progress)
     sr = _sample_rate(model)
-    y = load_audio(path, sr=sr, duration=window)
+    # A clip is read as the recipe was trained: its first `window` seconds, or whole (duration None).
+    whole = model.metadata.get("feature_settings", FEATURE_SETTINGS).get("duration", window) is None
+    y = load_audio(path, sr=sr, duration=None if whole else window)
     probabilities = model.predict_proba(model.features(y, sr))[0]
     return _summarise(model, probabilities[None, :], duration=y.size / sr if duration is None else duration,
                       timeline=None, n_windows=1, n_silent=0)

@@ -18,7 +18,7 @@ ORIGINAL_CHARTS = [
 ORIGINAL_OUTPUTS = [
     "emotion_distribution.csv", "dataset_distribution.csv", "classification_report.csv", "confusion_matrix.csv",
     "per_class_accuracy.csv", "training_history.csv", "test_results.json", "file_summary.txt",
-    "per_corpus_metrics.csv", "split_comparison.csv", "skipped_files.csv", "cross_corpus.csv",
+    "per_corpus_metrics.csv", "split_comparison.csv", "skipped_files.csv", "cross_corpus.csv", "recipe_comparison.csv",
 ]
 
 
