@@ -63,7 +63,9 @@ def main() -> None:
         scratch = Path(scratch)
         list_file = scratch / "paths.txt"
         list_file.write_text("\n".join(paths))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIBROSA_CACHE")}
+        for key in [k for k in os.environ if k.startswith("LIBROSA_CACHE")]:
+            del os.environ[key]  # before either side imports librosa
+        env = dict(os.environ)
         out = subprocess.run(
             [sys.executable, "-c", REFERENCE, str(list_file), str(scratch / "ref.npy")],
             env=env, check=True, capture_output=True, text=True,
@@ -71,9 +73,6 @@ def main() -> None:
         reference_seconds = float(out.stdout.strip().splitlines()[-1])
         reference = np.load(scratch / "ref.npy")
 
-        # An empty librosa filter cache, set before ser_lib imports librosa.
-        os.environ["LIBROSA_CACHE_DIR"] = str(scratch / "librosa-cache")
-        os.environ["LIBROSA_CACHE_LEVEL"] = "10"
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         import pandas as pd
 
