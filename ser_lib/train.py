@@ -16,7 +16,7 @@ import pandas as pd
 
 from ser_lib import evaluate
 from ser_lib.features import feature_matrix
-from ser_lib.model import EmotionModel, build_mlp, export_layers, forward, import_keras
+from ser_lib.model import EmotionModel, build_mlp, export_layers, forward, import_keras, softmax
 
 PROTOCOLS = ("speaker", "random", "corpus")
 # The original notebook's train / validation / test shares.
@@ -171,8 +171,11 @@ def train(
     Returns
     -------
     run : TrainingRun
-        Test probabilities are calibrated: a softmax temperature fitted on the validation part
-        (never on test) makes the confidence match the accuracy.
+        Test probabilities are calibrated: a softmax temperature fitted on held-out predictions
+        (never on test) makes the confidence match the accuracy. Those are the recipe's own when it
+        returns ``calibration`` (``best``: speaker-grouped out-of-fold predictions over the train
+        part plus validation), else the validation part's (``original``); the abstention threshold
+        comes from the same predictions. ``settings["calibrated_on"]`` says which.
     """
     if recipe not in RECIPE_TRAINERS:
         raise ValueError(f"Unknown recipe {recipe!r}: expected one of {sorted(RECIPE_TRAINERS)}.")
@@ -197,11 +200,15 @@ def train(
     classes = sorted(features["emotion"].unique())
     x = feature_matrix(features, recipe=recipe)
     y = features["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    x_fit, y_fit, parts_fit = _add_augmented_training_rows(x, y, parts, features, augmented, recipe=recipe, classes=classes)
+    x_fit, y_fit, parts_fit, groups_fit = _add_augmented_training_rows(
+        x, y, parts, features, augmented, recipe=recipe, classes=classes
+    )
+    # The first len(x) rows are the original clips, the rest augmented copies of training clips.
+    is_copy = np.arange(len(x_fit)) >= len(x)
     start = time.perf_counter()
     fitted = RECIPE_TRAINERS[recipe](
         x_fit, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size, patience=patience,
-        progress=progress, description=f"Training {recipe} ({protocol} split)",
+        progress=progress, description=f"Training {recipe} ({protocol} split)", groups=groups_fit, is_copy=is_copy,
     )
     train_seconds = time.perf_counter() - start
     model = EmotionModel(
@@ -209,11 +216,21 @@ def train(
         recipe=recipe,
     )
 
-    # Calibration and the abstention threshold come from validation speakers only.
+    # Calibration and the abstention threshold come from held-out predictions, never from test: the
+    # recipe's own (``fitted["calibration"]``, e.g. out-of-fold over the training speakers plus
+    # validation) when it gives them, else the validation speakers'.
     uncalibrated_test = model.predict_proba(x[parts["test"]])
-    model.temperature = evaluate.fit_temperature(model.predict_proba(x[parts["validation"]]), y[parts["validation"]])
-    validation_confidence = model.predict_proba(x[parts["validation"]]).max(axis=1)
-    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(validation_confidence, coverage=coverage)
+    calibration = fitted.get("calibration")
+    if calibration is None:
+        calibration_probabilities, calibration_labels = model.predict_proba(x[parts["validation"]]), y[parts["validation"]]
+        calibrated_on = "validation"
+    else:
+        calibration_probabilities, calibration_labels = (np.asarray(a) for a in calibration)
+        calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
+    model.temperature = evaluate.fit_temperature(calibration_probabilities, calibration_labels)
+    calibration_log_p = np.log(np.clip(calibration_probabilities, 1e-12, 1.0))
+    calibration_confidence = softmax(calibration_log_p / model.temperature).max(axis=1)
+    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(calibration_confidence, coverage=coverage)
     model.metadata["abstain_coverage"] = coverage
 
     test = features.loc[parts["test"]]
@@ -235,7 +252,8 @@ def train(
         keras_model=fitted["keras_model"], history=fitted["history"], split=split, predictions=predictions,
         metrics=metrics, per_corpus=evaluate.per_group_metrics(predictions, predictions["predicted"], classes),
         train_seconds=train_seconds,
-        settings={"recipe": recipe, "augmented_train_rows": int(len(x_fit) - len(x)), **fitted["settings"]},
+        settings={"recipe": recipe, "augmented_train_rows": int(len(x_fit) - len(x)), "calibrated_on": calibrated_on,
+                  "calibration_clips": int(len(calibration_labels)), **fitted["settings"]},
     )
 
 
@@ -258,11 +276,14 @@ def _separate_augmented(features: pd.DataFrame, split: pd.Series | None):
 def _add_augmented_training_rows(x, y, parts, features, augmented, *, recipe, classes):
     """Append the augmented copies of training clips, and only those, to the training part.
 
+    Also returns the speaker of every returned row (a copy gets its original clip's speaker).
+
     A copy belongs to the clip with its ``path``: copies of validation and test clips (or of clips
     not in ``features`` at all) are dropped, so no version of a held-out clip reaches training.
     """
+    groups = features["speaker"].to_numpy()
     if augmented.empty:
-        return x, y, parts
+        return x, y, parts, groups
     train_paths = set(features.loc[parts["train"], "path"])
     held_out = set(features.loc[~parts["train"], "path"])
     keep = augmented["path"].isin(train_paths - held_out).to_numpy()
@@ -273,10 +294,13 @@ def _add_augmented_training_rows(x, y, parts, features, augmented, *, recipe, cl
     x_fit = np.concatenate([x, feature_matrix(kept, recipe=recipe)])
     y_fit = np.concatenate([y, kept["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()])
     parts_fit = {name: np.concatenate([rows, np.full(len(kept), name == "train")]) for name, rows in parts.items()}
-    return x_fit, y_fit, parts_fit
+    # A copy's speaker is its clip's (by path), so grouping by speaker keeps a clip and its copies together.
+    speaker_of = dict(zip(features["path"], features["speaker"]))
+    groups_fit = np.concatenate([groups, kept["path"].map(speaker_of).to_numpy()])
+    return x_fit, y_fit, parts_fit, groups_fit
 
 
-def _fit_original(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description) -> dict:
+def _fit_original(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description, **_) -> dict:
     """The original recipe: standardise, then the 512-256-128-64 MLP with the original's callbacks."""
     keras = import_keras()
     import tensorflow as tf
@@ -313,9 +337,64 @@ def _fit_original(x, y, parts, *, n_classes, seed, epochs, batch_size, patience,
 
 # C grids of the best recipe's two members, as searched in the speaker-CV study.
 BEST_C_GRIDS = {"frame_egemaps": (0.003, 0.01, 0.03), "compare": (0.001, 0.01, 0.1)}
+# Speaker-grouped folds of the train part whose out-of-fold predictions calibrate the best recipe.
+BEST_CALIBRATION_FOLDS = 4
 
 
-def _fit_best(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description) -> dict:
+def _fused_logits(x, y, fit_rows, predict_rows, chosen_c, n_classes):
+    """Mean logits of the two members, each standardised and fitted on ``fit_rows`` at its C."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from ser_lib.rich_features import MEMBER_COLUMNS
+
+    logits = np.zeros((int(predict_rows.sum()), n_classes))
+    for member, (first, last) in MEMBER_COLUMNS.items():
+        scaler = StandardScaler().fit(x[fit_rows, first:last])
+        classifier = LogisticRegression(C=chosen_c[member], max_iter=2000).fit(
+            scaler.transform(x[fit_rows, first:last]), y[fit_rows]
+        )
+        # As in the fused layer: a class missing from the fitted rows gets a logit far below the others.
+        coef = np.zeros((n_classes, last - first))
+        intercept = np.full(n_classes, -30.0)
+        coef[classifier.classes_], intercept[classifier.classes_] = classifier.coef_, classifier.intercept_
+        logits += 0.5 * (scaler.transform(x[predict_rows, first:last]) @ coef.T + intercept)
+    return logits
+
+
+def _best_calibration_set(x, y, parts, groups, is_copy, chosen_c, fused_probabilities, n_classes):
+    """Held-out probabilities and labels for the temperature: out-of-fold over the training speakers, plus validation.
+
+    The train part's speakers are split into up to ``BEST_CALIBRATION_FOLDS`` groups; each group's
+    original clips are predicted by the two members refitted (at their chosen C) on the other
+    groups' rows, augmented copies included, so no version of a held-out clip is trained on. The
+    validation clips add the final model's predictions. Test rows are never used. ``None`` when
+    the train part has fewer than two speakers.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    train_rows = parts["train"]
+    speakers = np.unique(groups[train_rows])
+    if len(speakers) < 2:
+        return None
+    folds = GroupKFold(n_splits=min(BEST_CALIBRATION_FOLDS, len(speakers)))
+    probabilities, labels = [], []
+    train_index = np.flatnonzero(train_rows)
+    for fit_index, held_index in folds.split(train_index, groups=groups[train_index]):
+        held_speakers = set(groups[train_index[held_index]])
+        held_out = np.isin(groups, list(held_speakers))
+        fit_rows = train_rows & ~held_out
+        predict_rows = train_rows & held_out & ~is_copy
+        probabilities.append(softmax(_fused_logits(x, y, fit_rows, predict_rows, chosen_c, n_classes)))
+        labels.append(y[predict_rows])
+    validation_rows = parts["validation"] & ~is_copy
+    probabilities.append(fused_probabilities[validation_rows])
+    labels.append(y[validation_rows])
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def _fit_best(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description,
+              groups=None, is_copy=None, **_) -> dict:
     """The best recipe: late fusion (mean logits) of two multinomial logistic regressions.
 
     Member ``frame_egemaps`` sees the frame statistics and eGeMAPS, member ``compare`` the
@@ -324,6 +403,12 @@ def _fit_best(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, pro
     accuracy; ties go to the smaller C. The fused model is one linear layer on the concatenated
     standardised features, kernel ``[0.5 coef_a.T; 0.5 coef_b.T]``, bias ``0.5 (b_a + b_b)``, so
     a bundle stores it as plain arrays. ``epochs``, ``batch_size`` and ``patience`` do not apply.
+
+    With ``groups`` (the speaker of each row) the result also holds ``calibration``: held-out
+    probabilities and labels from speaker-grouped out-of-fold fits over the train part plus the
+    validation predictions (see ``_best_calibration_set``), on which :func:`train` fits the
+    temperature and the abstention threshold. ``is_copy`` marks augmented rows, which are trained
+    on but never predicted for calibration.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -369,15 +454,26 @@ def _fit_best(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, pro
         row[f"{prefix}loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(p)), y[rows]], 1e-12, None))))
         row[f"{prefix}accuracy"] = float((p.argmax(axis=1) == y[rows]).mean())
     history = pd.DataFrame([row]).rename_axis("epoch")
-    return {
-        "layers": [layer], "keras_model": None, "history": history, "scaler_mean": scaler_mean, "scaler_scale": scaler_scale,
-        "settings": {"classifier": "late fusion of two multinomial logistic regressions (mean logits)",
-                     "members": chosen, "C_grids": {m: list(g) for m, g in BEST_C_GRIDS.items()}, "max_iter": 2000,
-                     "C_chosen_on": "validation accuracy"},
-    }
+    settings = {"classifier": "late fusion of two multinomial logistic regressions (mean logits)",
+                "members": chosen, "C_grids": {m: list(g) for m, g in BEST_C_GRIDS.items()}, "max_iter": 2000,
+                "C_chosen_on": "validation accuracy"}
+    result = {"layers": [layer], "keras_model": None, "history": history, "scaler_mean": scaler_mean,
+              "scaler_scale": scaler_scale, "settings": settings}
+    if groups is not None:
+        groups = np.asarray(groups)
+        is_copy = np.zeros(len(x), dtype=bool) if is_copy is None else np.asarray(is_copy, dtype=bool)
+        chosen_c = {member: chosen[member]["C"] for member in chosen}
+        calibration = _best_calibration_set(x, y, parts, groups, is_copy, chosen_c, probabilities, n_classes)
+        if calibration is not None:
+            result["calibration"] = calibration
+            settings["calibrated_on"] = (f"out-of-fold predictions over the train speakers "
+                                         f"({min(BEST_CALIBRATION_FOLDS, len(np.unique(groups[train_rows])))} speaker-grouped folds) "
+                                         "plus validation")
+    return result
 
 
-# Each recipe's classifier: fit(x, y, parts, ...) -> layers, scaler, history (see _fit_original).
+# Each recipe's classifier: fit(x, y, parts, ..., groups=speaker per row, is_copy=augmented rows) -> layers,
+# scaler, history (see _fit_original), and optionally "calibration": held-out (probabilities, labels).
 RECIPE_TRAINERS = {"original": _fit_original, "best": _fit_best}
 
 

@@ -212,3 +212,51 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     clip = run.predictions["path"].iloc[0]
     emotion, confidence, probabilities = ser_lib.predict_emotion(clip, artifacts_dir=tmp_path / "bundle")
     assert emotion in model.classes and 0 < confidence <= 100 and sum(probabilities.values()) == pytest.approx(1, abs=1e-4)
+
+
+def _synthetic_best_table(n_speakers=8, clips=6, seed=0):
+    """Like ``_synthetic_table`` with the best recipe's columns; column 0 holds a row id, a few columns the label."""
+    from ser_lib.features import RECIPES
+
+    rng = np.random.default_rng(seed)
+    emotions = ["angry", "happy", "sad"]
+    rows = [{"path": f"/data/Actor_{s:02d}/{c:02d}.wav", "corpus": "RAVDESS", "speaker": f"ravdess_{s:02d}",
+             "gender": "female" if s % 2 else "male", "emotion": emotions[c % 3]}
+            for s in range(1, n_speakers + 1) for c in range(clips)]
+    originals = pd.DataFrame(rows)
+    table = pd.concat([originals.assign(augmentation=kind) for kind in ("none", "speed0.9", "speed1.1")], ignore_index=True)
+    x = rng.standard_normal((len(table), N_FEATURES)).astype(np.float32)
+    label = table["emotion"].map({e: i for i, e in enumerate(emotions)}).to_numpy()
+    x[:, 1:20] += label[:, None] * 0.7
+    x[:, 2000:2040] -= label[:, None] * 0.4
+    x[:, 0] = np.arange(len(table))
+    return pd.concat([table, pd.DataFrame(x, columns=list(RECIPES["best"]["names"]))], axis=1)
+
+
+def test_best_recipe_calibrates_on_out_of_fold_training_speakers_and_validation_never_test(monkeypatch):
+    table = _synthetic_best_table()
+    originals = table["augmentation"] == "none"
+    split = table.loc[originals, "speaker"].map({"ravdess_01": "test", "ravdess_02": "test", "ravdess_03": "validation"})
+    split = split.fillna("train")
+    folds, fused_logits = [], training._fused_logits
+
+    def spy(x, y, fit_rows, predict_rows, *args):
+        folds.append((x[fit_rows, 0].astype(int), x[predict_rows, 0].astype(int)))
+        return fused_logits(x, y, fit_rows, predict_rows, *args)
+
+    monkeypatch.setattr(training, "_fused_logits", spy)
+    run = ser_lib.train(table, recipe="best", split=split, seed=0, progress=False)
+
+    speaker_of = table["speaker"].to_numpy()
+    test_speakers, train_speakers = {"ravdess_01", "ravdess_02"}, {f"ravdess_{s:02d}" for s in range(4, 9)}
+    assert len(folds) == training.BEST_CALIBRATION_FOLDS
+    predicted = np.concatenate([held for _, held in folds])
+    # Every training clip is predicted once, by a model that saw no clip (nor copy) of its speaker; test never appears.
+    assert sorted(predicted) == sorted(np.flatnonzero(originals & table["speaker"].isin(train_speakers)))
+    for fit, held in folds:
+        assert not set(speaker_of[fit]) & set(speaker_of[held])
+        assert set(speaker_of[fit]) <= train_speakers and (table.loc[fit, "augmentation"] != "none").any()
+    n_validation = (run.split == "validation").sum()
+    assert run.settings["calibration_clips"] == len(predicted) + n_validation > n_validation
+    assert run.settings["calibrated_on"].startswith("out-of-fold") and np.isfinite(run.metrics["temperature"])
+    assert len(run.predictions) == (run.split == "test").sum() and not set(run.predictions["speaker"]) - test_speakers
