@@ -14,7 +14,7 @@ from ser_lib.train import RECIPE_TRAINERS
 
 MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
 
-  ser train --data ROOT --out DIR     train the original MLP and write a model bundle with its metrics
+  ser train --data ROOT --out DIR     train a recipe (the original MLP by default) and write a model bundle with its metrics
   ser predict FILE_OR_DIR... --artifacts DIR   the emotion of audio files, one row per file
 """
 
