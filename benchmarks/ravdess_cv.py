@@ -4,12 +4,14 @@
 
 Four folds of four actors ({1-4}, {5-8}, {9-12}, {13-16}: two male, two female each). In each fold the
 twelve other actors are split into training and two validation actors (one male, one female, chosen by the
-seed); early stopping, the calibration temperature and the abstention threshold use the validation actors
-only, never the fold's test actors. Prints one row per fold and the mean and standard deviation.
+seed). ``original``: early stopping, the calibration temperature and the abstention threshold use the
+validation actors only. ``best`` chooses its settings and calibrates by speaker-grouped cross-validation over
+all twelve (validation actors are training actors for it). Neither ever uses the fold's test actors. Prints
+one row per fold, the mean and standard deviation, and accuracy and ECE pooled over the four test folds.
 
 A recipe with training augmentations (``best``: speed 0.9 and 1.1) gets its copies from ``extract_many``;
 the folds are made on the original clips, and ``train`` trains only on the copies of the fold's training
-actors' clips (never of its validation or test actors).
+actors' clips (never of its test actors).
 """
 
 from __future__ import annotations

@@ -299,9 +299,11 @@ def describe_calibration(run) -> str:
     """A Markdown paragraph about a run's calibration and abstention, from its numbers."""
     m = run.metrics
     direction = "over-confident" if m["temperature"] > 1 else "under-confident"
+    source = run.settings.get("calibrated_on", "validation")
+    source = "validation speakers" if source == "validation" else source
     return (
         f"Before calibration the model is {direction}: expected calibration error **{m['ece_uncalibrated']:.3f}** on the "
-        f"test speakers. The temperature fitted on validation speakers (T = {m['temperature']:.2f}) brings it to "
+        f"test speakers. The temperature fitted on {source} (T = {m['temperature']:.2f}) brings it to "
         f"**{m['ece']:.3f}**. Marking predictions below {m['abstain_threshold']:.0%} confidence as uncertain keeps "
         f"{m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: {m['accuracy']:.1%})."
     )

@@ -1,13 +1,15 @@
-"""The "best" recipe's 7,513 features, and the speed perturbation its training files get.
+"""The "best" recipe's 7,784 features, and the speed perturbation its training files get.
 
-Found by a speaker-grouped search on RAVDESS (actors 01-16, four folds of unseen speakers: 60.7%
-8-class accuracy against 37.5% for the original recipe). From the whole clip, mono at 22,050 Hz:
+Found by a speaker-grouped search on RAVDESS (actors 01-16, four folds of unseen speakers; see
+ENHANCEMENTS.md). From the whole clip, mono at 22,050 Hz:
 
 - 1,052 frame statistics (``FRAME_BLOCKS``): after trimming silence (30 dB), the 64-band log-mel
   spectrogram and its delta, MFCC 40 with delta and delta-delta, spectral contrast and six
   log spectral descriptors, each summarised by mean / std / 10th / 90th percentile over frames;
   and 8 statistics of the ``librosa.yin`` pitch (65-600 Hz) on the louder frames;
-- the 88 eGeMAPSv02 functionals and the 6,373 ComParE_2016 functionals of openSMILE.
+- the 88 eGeMAPSv02 functionals and the 6,373 ComParE_2016 functionals of openSMILE;
+- 271 modulation and contour values (:func:`modulation_contours`): how fast the energy in 16
+  bands fluctuates, and how band energies, loudness and pitch move over 8 parts of the utterance.
 
 openSMILE is imported only when features are computed (or their names asked for), so
 ``import ser_lib`` stays light. Speed perturbation (``AUGMENTATIONS``) resamples the signal and
@@ -36,11 +38,19 @@ PITCH_NAMES = (
 FRAME_BLOCKS = {"mel": 64, "mel_delta": 64, "mfcc": 120, "spectral": len(SPECTRAL_ROWS)}
 N_FRAME = sum(4 * rows for rows in FRAME_BLOCKS.values()) + len(PITCH_NAMES)
 OPENSMILE_SETS = {"egemaps": ("eGeMAPSv02", 88), "compare": ("ComParE_2016", 6373)}
-N_FEATURES = N_FRAME + sum(size for _, size in OPENSMILE_SETS.values())
-# The two members of the fused classifier (see ser_lib.train._fit_best): column ranges of the vector.
+# Modulation spectrum and contours: 16 bands of 4 mel bands each (plus their sum for the modulation),
+# modulation frequency bands in Hz, and the number of equal segments a contour is averaged over.
+MODULATION_BANDS = 16
+MODULATION_EDGES_HZ = (0.25, 0.5, 1, 2, 4, 8, 16, 32)
+N_SEGMENTS = 8
+N_MODULATION = (MODULATION_BANDS + 1) * (len(MODULATION_EDGES_HZ) - 1) + (MODULATION_BANDS + 3) * N_SEGMENTS
+N_FEATURES = N_FRAME + sum(size for _, size in OPENSMILE_SETS.values()) + N_MODULATION
+# The three members of the fused classifier (see ser_lib.train._fit_best): column ranges of the vector.
+_COMPARE_START = N_FRAME + OPENSMILE_SETS["egemaps"][1]
 MEMBER_COLUMNS = {
-    "frame_egemaps": (0, N_FRAME + OPENSMILE_SETS["egemaps"][1]),
-    "compare": (N_FRAME + OPENSMILE_SETS["egemaps"][1], N_FEATURES),
+    "frame_egemaps": (0, _COMPARE_START),
+    "compare": (_COMPARE_START, _COMPARE_START + OPENSMILE_SETS["compare"][1]),
+    "modulation": (N_FEATURES - N_MODULATION, N_FEATURES),
 }
 
 
@@ -52,7 +62,7 @@ def _opensmile_version() -> str | None:
 
 
 SETTINGS = {
-    "recipe": "best-frame-egemaps-compare",
+    "recipe": "best-frame-egemaps-compare-modulation",
     "sample_rate": SAMPLE_RATE,
     "duration": None,  # the whole file
     "peak_limit": [0.99, 0.9],  # a clip peaking above 0.99 is scaled to peak 0.9
@@ -64,6 +74,7 @@ SETTINGS = {
     "n_mfcc": 40,
     "statistics": list(STATISTICS),
     "pitch": {"method": "yin", "fmin": 65, "fmax": 600, "frame_length": 2048, "voiced_rms_share": 0.1},
+    "modulation": {"bands": MODULATION_BANDS, "edges_hz": list(MODULATION_EDGES_HZ), "segments": N_SEGMENTS},
     "opensmile": {"version": _opensmile_version(), "feature_sets": [name for name, _ in OPENSMILE_SETS.values()],
                   "level": "Functionals"},
     "nan_to_num": True,
@@ -124,8 +135,11 @@ def _stats(matrix: np.ndarray) -> np.ndarray:
     ])
 
 
-def frame_statistics(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """The 1,052 frame statistics of a signal (``FRAME_BLOCKS`` then ``PITCH_NAMES``), as float64."""
+def frame_statistics(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """The 1,052 frame statistics of a signal (``FRAME_BLOCKS`` then ``PITCH_NAMES``) and its modulation block.
+
+    Both float64; the second is :func:`modulation_contours` of the same mel spectrogram and pitch track.
+    """
     import librosa
 
     trimmed, _ = librosa.effects.trim(y, top_db=SETTINGS["trim_top_db"])
@@ -160,13 +174,58 @@ def frame_statistics(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
         np.log(rolloff[:, :n_frames] + 1), np.log(flatness[:, :n_frames] + 1e-6), zcr[:, :n_frames],
         np.log(rms[:, :n_frames] + 1e-6),
     ])
-    return np.concatenate([
+    statistics = np.concatenate([
         _stats(log_mel), _stats(librosa.feature.delta(log_mel)), _stats(mfcc_all), _stats(spectral), pitch_stats
     ])
+    return statistics, modulation_contours(mel, f0, sr=sr, hop_length=hop)
+
+
+def modulation_contours(mel: np.ndarray, f0: np.ndarray, *, sr: int = SAMPLE_RATE, hop_length: int = 256) -> np.ndarray:
+    """How fast the spectrum changes, and how it moves through the utterance (271 values, float64).
+
+    The 64 mel bands (power) are summed in groups of 4 into ``MODULATION_BANDS`` bands.
+    Modulation spectrum: for the amplitude envelope of each band and of their sum, the log share
+    of its modulation energy in each band of ``MODULATION_EDGES_HZ`` (syllables come at 2-8 Hz).
+    Contours: the utterance cut into ``N_SEGMENTS`` equal parts; per part each band's mean log
+    power, the log energy and the median log2 pitch of the voiced frames, all relative to the
+    whole clip (the shape, not the level), and the voiced share.
+    """
+    bands = mel.reshape(MODULATION_BANDS, -1, mel.shape[1]).sum(axis=1)
+    n_frames = bands.shape[1]
+    envelope = np.sqrt(np.vstack([bands, bands.sum(axis=0, keepdims=True)]))
+    envelope = envelope - envelope.mean(axis=1, keepdims=True)
+    n_fft = max(256, int(2 ** np.ceil(np.log2(n_frames))))
+    power = np.abs(np.fft.rfft(envelope * np.hanning(n_frames), n=n_fft, axis=1)) ** 2
+    frequency = np.fft.rfftfreq(n_fft, hop_length / sr)
+    edges = MODULATION_EDGES_HZ
+    modulation = np.stack(
+        [power[:, (frequency >= lo) & (frequency < hi)].sum(axis=1) for lo, hi in zip(edges[:-1], edges[1:])], axis=1
+    )
+    modulation = np.log(modulation / (modulation.sum(axis=1, keepdims=True) + 1e-12) + 1e-12)
+
+    parts = np.array_split(np.arange(n_frames), N_SEGMENTS)
+    log_bands = np.log(bands + 1e-10)
+    band_contour = np.stack([log_bands[:, part].mean(axis=1) for part in parts], axis=1)
+    band_contour -= band_contour.mean(axis=1, keepdims=True)
+    energy = bands.sum(axis=0)
+    log_energy = np.log(energy + 1e-10)
+    energy_contour = np.array([log_energy[part].mean() for part in parts])
+    energy_contour -= energy_contour.mean()
+    # yin gives as many frames as the mel spectrogram (same hop, centred); guard anyway.
+    f0 = f0[:n_frames]
+    voiced = energy[: len(f0)] > SETTINGS["pitch"]["voiced_rms_share"] * energy.max()
+    log_f0 = np.log2(f0)
+    reference = np.median(log_f0[voiced]) if voiced.sum() > 3 else np.median(log_f0)
+    pitch_parts = [part[part < len(f0)] for part in parts]
+    pitch_contour = np.array([
+        np.median(log_f0[part][voiced[part]]) - reference if voiced[part].any() else 0.0 for part in pitch_parts
+    ])
+    voiced_contour = np.array([voiced[part].mean() if len(part) else 0.0 for part in pitch_parts])
+    return np.concatenate([modulation.ravel(), band_contour.ravel(), energy_contour, pitch_contour, voiced_contour])
 
 
 def compute_rich_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """The best recipe's features of a signal: frame statistics, eGeMAPS and ComParE functionals.
+    """The best recipe's features of a signal: frame statistics, eGeMAPS, ComParE, modulation and contours.
 
     Parameters
     ----------
@@ -177,7 +236,7 @@ def compute_rich_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray
 
     Returns
     -------
-    features : np.ndarray [shape=(7513,), dtype=float32]
+    features : np.ndarray [shape=(7784,), dtype=float32]
         In the order of ``BEST_FEATURE_NAMES``; NaN become 0 and infinities the largest float32.
     """
     from ser_lib.features import _check_signal
@@ -192,12 +251,14 @@ def compute_rich_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray
     limit, target = SETTINGS["peak_limit"]
     if peak > limit:
         y = y / peak * target
-    blocks = [frame_statistics(y, sr=sr)]
+    statistics, modulation = frame_statistics(y, sr=sr)
+    blocks = [statistics]
     for name, (set_name, size) in OPENSMILE_SETS.items():
         values = _smile(name).process_signal(y, sr).to_numpy()[0]
         if values.shape != (size,):
             raise ValueError(f"openSMILE {set_name} gave {values.shape[0]} functionals, expected {size}: check its version.")
         blocks.append(values)
+    blocks.append(modulation)
     # float32 first, as the reference stored them, so an overflow becomes float32's maximum.
     return np.nan_to_num(np.concatenate(blocks).astype(np.float32))
 
@@ -214,7 +275,11 @@ def _feature_names() -> tuple:
         frame += [template.format(stat=stat) for stat in STATISTICS for template in rows[block]]
     frame += list(PITCH_NAMES)
     smile = [f"{name}_{column}" for name in OPENSMILE_SETS for column in _smile(name).feature_names]
-    return tuple(frame + smile)
+    edges = MODULATION_EDGES_HZ
+    bands = [f"band{i:02d}" for i in range(MODULATION_BANDS)]
+    modulation = [f"modulation_{band}_{lo}-{hi}Hz" for band in (*bands, "all") for lo, hi in zip(edges[:-1], edges[1:])]
+    contours = [f"contour_{row}_part{k}" for row in (*bands, "log_energy", "log2_f0", "voiced") for k in range(N_SEGMENTS)]
+    return tuple(frame + smile + modulation + contours)
 
 
 class _LazyNames(Sequence):
