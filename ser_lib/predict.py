@@ -6,7 +6,8 @@ once per folder and kept, so repeated calls pay only for the features.
 A recording that holds a second full window (``duration >= window + hop``) is analysed in
 overlapping windows read from disk in blocks, so memory stays bounded whatever its length; a shorter
 file is a *clip* and is predicted from its first ``window`` seconds, exactly as the original recipe
-(and training) did.
+(and training) did. A recipe trained on whole clips (``best``) reads a file whole, as in training,
+up to ``WHOLE_CLIP_MAX_S`` (or ``window + hop`` if longer); longer files are recordings.
 
 The silence gate
 ----------------
@@ -47,6 +48,9 @@ from ser_lib.features import FEATURE_SETTINGS, MIN_DURATION, AudioError, load_au
 from ser_lib.model import EmotionModel
 
 SILENCE_DB = -60.0
+# Whole-clip recipes were trained on corpus clips of up to about 7.5 s (SAVEE), read whole: a file
+# up to this long is such a clip and read whole too; a longer one is a recording, read in windows.
+WHOLE_CLIP_MAX_S = 10.0
 # Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40.
 TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
 SILENT = "silent"
@@ -170,7 +174,8 @@ def predict_emotion(
         A bundle written by the notebook or ``ser train``.
     window, hop : float
         Window length and step in seconds for recordings of at least ``window + hop`` seconds;
-        shorter files are one window (the first ``window`` seconds).
+        shorter files are one window (the first ``window`` seconds). A whole-clip recipe
+        (``best``) reads files of up to ``WHOLE_CLIP_MAX_S`` whole, as it was trained.
     silence_db : float
         Windows of a long recording whose RMS level is below this (dBFS) are silent and left out of
         the overall result (see the module docstring for how -60 was chosen).
@@ -231,16 +236,29 @@ def _probe_duration(path: Path) -> float | None:
 def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False) -> Prediction:
     path = Path(path)
     duration = _probe_duration(path)
-    if duration is not None and duration >= window + hop:
+    if _is_recording(model, duration, window, hop):
         return _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
                              n_jobs=n_jobs, progress=progress)
     sr = _sample_rate(model)
-    # A clip is read as the recipe was trained: its first `window` seconds, or whole (duration None).
-    whole = model.metadata.get("feature_settings", FEATURE_SETTINGS).get("duration", window) is None
-    y = load_audio(path, sr=sr, duration=None if whole else window)
+    y = load_audio(path, sr=sr, duration=_clip_duration(model, window))
     probabilities = model.predict_proba(model.features(y, sr))[0]
     return _summarise(model, probabilities[None, :], duration=y.size / sr if duration is None else duration,
                       timeline=None, n_windows=1, n_silent=0)
+
+
+def _is_recording(model, duration: float | None, window: float, hop: float) -> bool:
+    """Whether a file of ``duration`` seconds is analysed in windows rather than as one clip."""
+    if duration is None:
+        return False
+    if _clip_duration(model, window) is None:
+        return duration > max(WHOLE_CLIP_MAX_S, window + hop)
+    return duration >= window + hop
+
+
+def _clip_duration(model, window: float) -> float | None:
+    """How much of a clip to read, as the recipe was trained: its first ``window`` seconds, or all (None)."""
+    whole = model.metadata.get("feature_settings", FEATURE_SETTINGS).get("duration", window) is None
+    return None if whole else window
 
 
 def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_silent) -> Prediction:
@@ -425,7 +443,7 @@ def _predict_clips_worker(paths, artifacts_dir, window, sr):
     out = []
     for path in paths:
         try:
-            y = load_audio(path, sr=sr, duration=window)
+            y = load_audio(path, sr=sr, duration=_clip_duration(model, window))
             out.append((model.predict_proba(model.features(y, sr))[0], y.size / sr, None))
         except (OSError, ValueError) as error:
             out.append((None, None, str(error)))
@@ -474,7 +492,7 @@ def predict_many(
         except OSError as error:
             results[index] = str(error)
             continue
-        (long if duration is not None and duration >= window + hop else clips).append(index)
+        (long if _is_recording(model, duration, window, hop) else clips).append(index)
 
     with tqdm(total=len(paths), desc="Predict", unit="file", disable=not progress) as bar:
         bar.update(len(paths) - len(clips) - len(long))

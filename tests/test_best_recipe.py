@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 
 import ser_lib
 from conftest import voiced_signal
@@ -248,6 +249,21 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     clip = run.predictions["path"].iloc[0]
     emotion, confidence, probabilities = ser_lib.predict_emotion(clip, artifacts_dir=tmp_path / "bundle")
     assert emotion in model.classes and 0 < confidence <= 100 and sum(probabilities.values()) == pytest.approx(1, abs=1e-4)
+
+    # Files are read whole, as the recipe trained on them, by both APIs: 4 s and 6.5 s clips (which
+    # the 3 s original recipe would cut, or window) get the features of the whole file.
+    for seconds in (4.0, 6.5):
+        path = tmp_path / f"clip_{seconds}.wav"
+        soundfile.write(path, voiced_signal(seconds, f0=180.0, seed=5), 22050)
+        expected = model.predict_proba(extract_features(path, recipe="best")[None, :])[0]
+        _, _, single = ser_lib.predict_emotion(path, artifacts_dir=tmp_path / "bundle")
+        table = ser_lib.predict_many([path], tmp_path / "bundle", n_jobs=1, progress=False)
+        np.testing.assert_allclose(list(single.values()), expected, atol=1e-6)
+        np.testing.assert_allclose(table[model.classes].to_numpy()[0], expected, atol=1e-6)
+    # ser predict's table agrees with the run's own test predictions.
+    table = ser_lib.predict_many(run.predictions["path"], tmp_path / "bundle", n_jobs=2, progress=False)
+    assert table["emotion"].tolist() == run.predictions["predicted"].tolist()
+    np.testing.assert_allclose(table["confidence"] / 100, run.predictions["confidence"], atol=1e-4)
 
 
 def _synthetic_best_table(n_speakers=8, clips=6, seed=0):
