@@ -117,8 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data", required=True, help="a folder holding any of the four corpora, or 'kaggle', or 'demo'")
     train.add_argument("--out", required=True, help="folder for the bundle and its metrics (must be new or empty)")
-    train.add_argument("--split", choices=("speaker", "random"), default="speaker",
-                       help="speaker: test speakers are never heard in training (default); random: the original's split")
+    train.add_argument("--split", choices=("speaker", "random", "none"), default="speaker",
+                       help="speaker: test speakers are never heard in training (default); random: the original's split; "
+                            "none: no test part, every speaker trains (a model to use once a speaker split or "
+                            "benchmarks/ravdess_cv.py has measured the recipe)")
     train.add_argument("--recipe", choices=sorted(RECIPE_TRAINERS), default="original",
                        help="original: the 195 features and the 512-256-128-64 MLP (default); best: 7,784 features "
                             "(frame statistics, eGeMAPS, ComParE, modulation), three fused logistic regressions, "

@@ -117,19 +117,22 @@ def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
     """Write a training run's results under the original's names (with ``suffix`` before the extension).
 
     classification_report, confusion_matrix, per_class_accuracy, training_history, per_corpus_metrics
-    and test_predictions as CSV, and test_results.json.
+    and test_predictions as CSV, and test_results.json. A run without a test part (protocol
+    ``none``) has only its training history and test_results.json.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    confusion = run.confusion
-    tables = {
-        "classification_report": run.report,
-        "confusion_matrix": confusion,
-        "per_class_accuracy": per_class_accuracy(confusion),
-        "training_history": run.history,
-        "per_corpus_metrics": run.per_corpus.set_index("corpus"),
-        "test_predictions": run.predictions.set_index("path"),
-    }
+    tables = {"training_history": run.history}
+    if len(run.predictions):
+        confusion = run.confusion
+        tables = {
+            "classification_report": run.report,
+            "confusion_matrix": confusion,
+            "per_class_accuracy": per_class_accuracy(confusion),
+            **tables,
+            "per_corpus_metrics": run.per_corpus.set_index("corpus"),
+            "test_predictions": run.predictions.set_index("path"),
+        }
     written = []
     for name, frame in tables.items():
         path = directory / f"{name}{suffix}.csv"

@@ -19,7 +19,7 @@ from ser_lib import evaluate
 from ser_lib.features import feature_matrix
 from ser_lib.model import EmotionModel, build_mlp, export_layers, forward, import_keras, softmax
 
-PROTOCOLS = ("speaker", "random", "corpus")
+PROTOCOLS = ("speaker", "random", "corpus", "none")
 # The original notebook's train / validation / test shares.
 SPLIT_FRACTIONS = {"train": 0.713, "validation": 0.132, "test": 0.155}
 # Share of validation predictions kept confident; the least confident fifth is marked uncertain.
@@ -90,11 +90,16 @@ def split_corpus(table: pd.DataFrame, test_corpus: str, *, seed: int = 0) -> pd.
 def make_split(table: pd.DataFrame, protocol: str = "speaker", *, seed: int = 0, test_corpus: str | None = None) -> pd.Series:
     """``train`` / ``validation`` / ``test`` for each row under a protocol.
 
-    ``speaker`` (unseen speakers), ``random`` (the original's) or ``corpus`` (test on ``test_corpus``,
-    train on the others).
+    ``speaker`` (unseen speakers), ``random`` (the original's), ``corpus`` (test on ``test_corpus``,
+    train on the others) or ``none``: no test part, every speaker in train or validation, for a
+    model to use once another protocol has measured the recipe.
     """
     if protocol == "speaker":
         return split_speakers(table, seed=seed)
+    if protocol == "none":
+        shares = SPLIT_FRACTIONS["train"] + SPLIT_FRACTIONS["validation"]
+        fractions = {"train": SPLIT_FRACTIONS["train"] / shares, "validation": SPLIT_FRACTIONS["validation"] / shares, "test": 0.0}
+        return split_speakers(table, seed=seed, fractions=fractions)
     if protocol == "random":
         return split_random(table, seed=seed)
     if protocol == "corpus":
@@ -159,8 +164,10 @@ def train(
         train and validation parts together. Rows with an ``augmentation`` other than
         ``"none"`` are training copies: the split is made on the original clips, and only copies
         of training clips (same ``path``) are trained on.
-    protocol : {'speaker', 'random', 'corpus'}
-        How to split (see the module docstring); ``corpus`` tests on ``test_corpus``.
+    protocol : {'speaker', 'random', 'corpus', 'none'}
+        How to split (see the module docstring); ``corpus`` tests on ``test_corpus``; ``none``
+        keeps no test part (every speaker trains; the metrics hold only ``n`` = 0, the temperature
+        and the abstention threshold).
     seed : int
         One seed for the split, the weights' initialisation, dropout and batch order: a rerun
         gives the same split and the same metrics.
@@ -203,6 +210,8 @@ def train(
         parts = {"train": parts["train"] | parts["validation"], "validation": np.zeros(len(split), dtype=bool),
                  "test": parts["test"]}
         required = ["train", "test"]
+    if protocol == "none":
+        required.remove("test")
     empty = [name for name in required if not parts[name].any()]
     if empty:
         raise ValueError(
@@ -251,15 +260,17 @@ def train(
     predictions.insert(predictions.columns.get_loc("confidence") + 1, "confidence_uncalibrated", uncalibrated_test.max(axis=1))
     correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
     kept = predictions["confidence"].to_numpy() >= model.metadata["abstain_threshold"]
-    metrics = {
-        **evaluate.summary_metrics(predictions["emotion"], predictions["predicted"], classes),
-        "ece_uncalibrated": evaluate.expected_calibration_error(predictions["confidence_uncalibrated"], correct),
-        "ece": evaluate.expected_calibration_error(predictions["confidence"], correct),
-        "temperature": model.temperature,
-        "abstain_threshold": model.metadata["abstain_threshold"],
-        "coverage": float(kept.mean()),
-        "accuracy_kept": float(correct[kept].mean()) if kept.any() else float("nan"),
-    }
+    calibration_metrics = {"temperature": model.temperature, "abstain_threshold": model.metadata["abstain_threshold"]}
+    metrics = {"n": 0, **calibration_metrics}  # protocol "none" has no test part to score
+    if len(predictions):
+        metrics = {
+            **evaluate.summary_metrics(predictions["emotion"], predictions["predicted"], classes),
+            "ece_uncalibrated": evaluate.expected_calibration_error(predictions["confidence_uncalibrated"], correct),
+            "ece": evaluate.expected_calibration_error(predictions["confidence"], correct),
+            **calibration_metrics,
+            "coverage": float(kept.mean()),
+            "accuracy_kept": float(correct[kept].mean()) if kept.any() else float("nan"),
+        }
     return TrainingRun(
         protocol=protocol if protocol != "corpus" else f"corpus:{test_corpus}", seed=seed, model=model,
         keras_model=fitted["keras_model"], history=fitted["history"], split=split, predictions=predictions,

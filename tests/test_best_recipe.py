@@ -314,3 +314,19 @@ def test_best_recipe_chooses_and_calibrates_out_of_fold_over_training_speakers_n
     assert run.settings["calibration_clips"] == len(predicted)
     assert run.settings["calibrated_on"].startswith("out-of-fold") and np.isfinite(run.metrics["temperature"])
     assert len(run.predictions) == (run.split == "test").sum() and not set(run.predictions["speaker"]) - test_speakers
+
+
+def test_split_none_trains_on_every_speaker_and_still_calibrates(tmp_path):
+    from ser_lib import evaluate
+
+    table = _synthetic_best_table()
+    run = ser_lib.train(table, recipe="best", protocol="none", seed=0, progress=False)
+    assert "test" not in set(run.split) and run.predictions.empty
+    # Every speaker's clips and copies are trained on, and calibration saw every speaker out of fold.
+    assert run.settings["augmented_train_rows"] == 2 * len(run.split)
+    assert run.settings["calibration_clips"] == len(run.split) and "8 training speakers" in run.settings["calibrated_on"]
+    assert run.metrics["n"] == 0 and np.isfinite(run.metrics["temperature"]) and 0 < run.metrics["abstain_threshold"] < 1
+    ser_lib.save_bundle(run, tmp_path / "bundle")
+    written = evaluate.write_run_tables(run, tmp_path / "bundle")
+    assert sorted(p.name for p in written) == ["test_results.json", "training_history.csv"]
+    assert ser_lib.load_bundle(tmp_path / "bundle").temperature == pytest.approx(run.metrics["temperature"])

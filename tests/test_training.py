@@ -192,7 +192,7 @@ def test_cli_predict_writes_one_row_per_file_and_fails_when_a_file_does(trained,
 
 
 def test_cli_help_says_what_each_command_does():
-    for argv, text in ((["--help"], "ser train --data ROOT --out DIR"), (["train", "--help"], "--split {speaker,random}"),
+    for argv, text in ((["--help"], "ser train --data ROOT --out DIR"), (["train", "--help"], "--split {speaker,random,none}"),
                        (["predict", "--help"], "one probability column per class")):
         out = subprocess.run([sys.executable, "-m", "ser_lib.cli", *argv], capture_output=True, text=True)
         assert out.returncode == 0 and text in " ".join(out.stdout.split())
@@ -243,3 +243,10 @@ def test_cross_corpus_table_has_a_row_per_corpus(demo_features):
     assert list(table["test_corpus"]) == sorted(ser_lib.CORPORA)
     assert table["trained_on"].iloc[0] == "RAVDESS + SAVEE + TESS"
     assert table["n"].sum() == len(demo_features) and table["accuracy"].between(0, 1).all()
+
+
+def test_split_none_keeps_validation_speakers_for_the_original_and_no_test(demo_features):
+    run = ser_lib.train(demo_features, protocol="none", seed=0, epochs=2, progress=False)
+    assert set(run.split) == {"train", "validation"} and run.predictions.empty and run.metrics["n"] == 0
+    speakers = demo_features.groupby(run.split.to_numpy())["speaker"].agg(set)
+    assert not speakers["train"] & speakers["validation"] and np.isfinite(run.metrics["temperature"])
