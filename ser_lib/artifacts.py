@@ -56,8 +56,9 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
     data_summary : dict, optional
         What the model was trained on (source, clips per corpus and emotion), stored in the metadata.
     overwrite : bool
-        Replace a bundle already in ``directory``. Without it an existing bundle is an error, so a
-        trained model is never replaced by accident.
+        Replace a bundle already in ``directory`` (all its files: a ``best`` bundle, which has no
+        Keras network, removes the replaced bundle's). Without it an existing bundle is an error,
+        so a trained model is never replaced by accident.
 
     Returns
     -------
@@ -96,6 +97,7 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         "scaler": {"mean": model.scaler_mean.tolist(), "scale": model.scaler_scale.tolist()},
         "layers": layer_specs,
         "temperature": float(model.temperature),
+        "temperature_slope": float(model.temperature_slope),
         "abstain_threshold": model.metadata.get("abstain_threshold"),
         "abstain_coverage": model.metadata.get("abstain_coverage"),
         "seed": run.seed,
@@ -110,6 +112,8 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
 
     if run.keras_model is not None:
         run.keras_model.save(directory / KERAS_FILE)
+    else:  # a replaced bundle's Keras network would otherwise sit beside a model it is not
+        (directory / KERAS_FILE).unlink(missing_ok=True)
     scaler = StandardScaler()
     scaler.mean_, scaler.scale_ = model.scaler_mean.astype(np.float64), model.scaler_scale.astype(np.float64)
     scaler.var_, scaler.n_features_in_ = scaler.scale_**2, model.n_features
@@ -182,7 +186,9 @@ def load_bundle(directory="artifacts") -> EmotionModel:
         )
     return EmotionModel(
         classes=classes, layers=layers, scaler_mean=arrays["scaler_mean"], scaler_scale=arrays["scaler_scale"],
-        temperature=float(metadata.get("temperature", 1.0)), recipe=recipe, metadata=metadata,
+        temperature=float(metadata.get("temperature", 1.0)),
+        temperature_slope=float(metadata.get("temperature_slope", 0.0)),  # bundles before the slope had none
+        recipe=recipe, metadata=metadata,
     )
 
 

@@ -113,12 +113,17 @@ def write_data_tables(table: pd.DataFrame, skipped: pd.DataFrame, directory) -> 
     return written
 
 
+# The tables of a run's test part (write_run_tables).
+TEST_TABLES = ("classification_report", "confusion_matrix", "per_class_accuracy", "per_corpus_metrics", "test_predictions")
+
+
 def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
     """Write a training run's results under the original's names (with ``suffix`` before the extension).
 
     classification_report, confusion_matrix, per_class_accuracy, training_history, per_corpus_metrics
     and test_predictions as CSV, and test_results.json. A run without a test part (protocol
-    ``none``) has only its training history and test_results.json.
+    ``none``) has only its training history and test_results.json; test tables of an earlier run
+    under the same names are removed, so none is mistaken for this run's.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -133,6 +138,9 @@ def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
             "per_corpus_metrics": run.per_corpus.set_index("corpus"),
             "test_predictions": run.predictions.set_index("path"),
         }
+    else:
+        for name in TEST_TABLES:
+            (directory / f"{name}{suffix}.csv").unlink(missing_ok=True)
     written = []
     for name, frame in tables.items():
         path = directory / f"{name}{suffix}.csv"
@@ -248,8 +256,19 @@ def describe_comparison(comparison: pd.DataFrame) -> str:
     return text
 
 
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The softmax temperature that minimises the negative log-likelihood of held-out predictions.
+# The calibration temperature may grow with a clip's atypicality, never shrink: a clip unlike any
+# training clip is not made more confident.
+TEMPERATURE_BOUNDS, SLOPE_BOUNDS = (0.05, 20.0), (0.0, 5.0)
+
+
+def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: np.ndarray | None = None) -> dict:
+    """The temperature (and its slope on atypicality) that minimise the NLL of held-out predictions.
+
+    Each clip's logits are divided by ``temperature * exp(slope * atypicality)``: a single
+    temperature when ``atypicality`` is None (slope 0), else one that also lets clips far from
+    the training clips (:func:`ser_lib.model.atypicality`) be softer. On RAVDESS the slope is
+    positive in every speaker fold: atypical clips are misclassified more often than their
+    confidence says.
 
     Parameters
     ----------
@@ -257,28 +276,35 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
         Uncalibrated class probabilities of clips the model was not trained on (validation speakers).
     labels : np.ndarray [shape=(n,), dtype=int]
         Their true class indices.
+    atypicality : np.ndarray [shape=(n,)], optional
+        Each clip's atypicality under the scaler of the model that predicted it.
 
     Returns
     -------
-    temperature : float
-        Divide logits by it (``> 1`` softens over-confident predictions). Since
-        ``softmax(log p / T) = softmax(logits / T)``, log-probabilities stand in for logits.
+    calibration : dict
+        ``temperature`` (``> 1`` softens over-confident predictions) and ``temperature_slope``.
+        Since ``softmax(log p / T) = softmax(logits / T)``, log-probabilities stand in for logits.
     """
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize
 
     probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels)
     if len(probabilities) == 0 or probabilities.shape[0] != labels.shape[0]:
         raise ValueError(f"Expected probabilities and labels for the same clips, got {probabilities.shape} and {labels.shape}.")
     log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
+    spread = np.zeros(len(labels)) if atypicality is None else np.asarray(atypicality, dtype=np.float64)
+    if spread.shape != labels.shape:
+        raise ValueError(f"Expected one atypicality per clip ({labels.shape[0]}), got shape {spread.shape}.")
 
-    def nll(log_temperature):
-        scaled = log_p / np.exp(log_temperature)
+    def nll(parameters):
+        log_temperature, slope = parameters
+        scaled = log_p / np.exp(log_temperature + slope * spread)[:, None]
         scaled -= scaled.max(axis=1, keepdims=True)
         log_softmax = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
         return -log_softmax[np.arange(len(labels)), labels].mean()
 
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
+    slope_bounds = (0.0, 0.0) if atypicality is None else SLOPE_BOUNDS
+    result = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[np.log(TEMPERATURE_BOUNDS), slope_bounds])
+    return {"temperature": float(np.exp(result.x[0])), "temperature_slope": float(result.x[1])}
 
 
 def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:
@@ -294,8 +320,14 @@ def reliability_curves(run) -> dict:
     correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
     return {
         "before calibration": (predictions["confidence_uncalibrated"].to_numpy(), correct),
-        f"after calibration (T = {run.model.temperature:.2f})": (predictions["confidence"].to_numpy(), correct),
+        f"after calibration ({describe_temperature(run.model.temperature, run.model.temperature_slope)})":
+            (predictions["confidence"].to_numpy(), correct),
     }
+
+
+def describe_temperature(temperature: float, slope: float) -> str:
+    """``T = 0.85``, or ``T = 0.85 x d^0.30`` when it grows with the clip's mean squared standardised feature d."""
+    return f"T = {temperature:.2f}" + (f" x d^{slope:.2f}" if slope else "")
 
 
 def describe_calibration(run) -> str:
@@ -306,7 +338,8 @@ def describe_calibration(run) -> str:
     source = "validation speakers" if source == "validation" else source
     return (
         f"Before calibration the model is {direction}: expected calibration error **{m['ece_uncalibrated']:.3f}** on the "
-        f"test speakers. The temperature fitted on {source} (T = {m['temperature']:.2f}) brings it to "
+        f"test speakers. The temperature fitted on {source} "
+        f"({describe_temperature(m['temperature'], m['temperature_slope'])}) brings it to "
         f"**{m['ece']:.3f}**. Marking predictions below {m['abstain_threshold']:.0%} confidence as uncertain keeps "
         f"{m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: {m['accuracy']:.1%})."
     )

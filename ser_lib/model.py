@@ -96,8 +96,9 @@ def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> n
     layers : list of dict
         From :func:`export_layers` (or a saved bundle).
     x : np.ndarray [shape=(n, n_features)]
-    temperature : float
-        Softmax temperature (calibration): logits are divided by it. 1 leaves them as trained.
+    temperature : float or np.ndarray [shape=(n, 1)]
+        Softmax temperature (calibration): logits are divided by it, one for all rows or one per
+        row. 1 leaves them as trained.
 
     Returns
     -------
@@ -127,10 +128,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def atypicality(standardised: np.ndarray) -> np.ndarray:
+    """How far each standardised feature row lies from the training clips: log of its mean square.
+
+    A clip like the training clips scores about 0 (each standardised feature has mean square 1
+    over them); one a hundred times further scores log 100 = 4.6.
+    """
+    standardised = np.asarray(standardised, dtype=np.float64)
+    return np.log(np.maximum(np.mean(standardised**2, axis=1), 1e-12))
+
+
 @dataclass
 class EmotionModel:
     """A trained classifier ready to predict: standardise, run the layers, softmax at a temperature.
 
+    The temperature of a clip is ``temperature * exp(temperature_slope * atypicality)``
+    (:func:`atypicality` of its standardised features): with a positive slope, clips unlike the
+    training clips get softer probabilities. Both are fitted on held-out speakers
+    (:func:`ser_lib.evaluate.fit_calibration`); 1 and 0 leave the probabilities as trained.
     Made by training (:func:`ser_lib.train`) or by loading a bundle (:func:`ser_lib.load_bundle`);
     it needs neither TensorFlow nor pickle.
     """
@@ -140,6 +155,7 @@ class EmotionModel:
     scaler_mean: np.ndarray
     scaler_scale: np.ndarray
     temperature: float = 1.0
+    temperature_slope: float = 0.0
     recipe: str = "original"
     metadata: dict = field(default_factory=dict)
 
@@ -164,9 +180,23 @@ class EmotionModel:
         -------
         probabilities : np.ndarray [shape=(n, n_classes)], columns in ``classes`` order
         """
+        standardised = self._standardise(features)
+        return forward(self.layers, standardised, temperature=self.temperatures(standardised)[:, None])
+
+    def temperatures(self, standardised: np.ndarray) -> np.ndarray:
+        """The calibration temperature of each standardised feature row."""
+        if self.temperature_slope == 0:
+            return np.full(len(standardised), self.temperature, dtype=np.float32)
+        return (self.temperature * np.exp(self.temperature_slope * atypicality(standardised))).astype(np.float32)
+
+    def atypicality(self, features: np.ndarray) -> np.ndarray:
+        """:func:`atypicality` of raw feature rows under this model's scaler."""
+        return atypicality(self._standardise(features))
+
+    def _standardise(self, features: np.ndarray) -> np.ndarray:
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
         if features.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {features.shape[1]} features, but this model is expecting {self.n_features} features as input."
             )
-        return forward(self.layers, (features - self.scaler_mean) / self.scaler_scale, temperature=self.temperature)
+        return (features - self.scaler_mean) / self.scaler_scale

@@ -32,6 +32,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from ser_lib.corpora import CORPORA, EMOTIONS
+from ser_lib.evaluate import expected_calibration_error
 from ser_lib.features import FEATURE_BLOCKS, FEATURE_SETTINGS
 
 __all__ = [
@@ -811,7 +812,7 @@ def plot_reliability_comparison(
 def _draw_reliability(ax, ax_counts, confidence, correct, *, n_bins: int, title: str, ece: float | None) -> None:
     counts, accuracy, mean_confidence, edges = _bin_confidence(confidence, correct, n_bins)
     if ece is None:
-        ece = _ece(confidence, correct, n_bins=n_bins)
+        ece = expected_calibration_error(confidence, correct, n_bins=n_bins)
     centers = (edges[:-1] + edges[1:]) / 2
     width = 1 / n_bins
     filled = counts > 0
@@ -1198,25 +1199,20 @@ def _check_confidence(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bin_confidence(confidence, correct, n_bins: int):
-    """Counts, accuracy and mean confidence per equal-width bin (lower, upper] over [0, 1]."""
+    """Counts, accuracy and mean confidence per equal-width bin [lower, upper) over [0, 1].
+
+    The bins of :func:`ser_lib.evaluate.expected_calibration_error` (1.0 falls in the last), so a
+    chart's bars and its ECE agree with the metrics tables.
+    """
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"Expected n_bins as a positive integer, got {n_bins!r}.")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # side="left" on the inner edges puts a confidence equal to an edge in the bin below it,
-    # and 0 in the first bin.
-    index = np.searchsorted(edges[1:-1], confidence, side="left")
+    index = np.minimum((np.asarray(confidence, dtype=float) * n_bins).astype(int), n_bins - 1)
     counts = np.bincount(index, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = np.bincount(index, weights=correct.astype(float), minlength=n_bins) / counts
         mean_confidence = np.bincount(index, weights=confidence, minlength=n_bins) / counts
     return counts, accuracy, mean_confidence, edges
-
-
-def _ece(confidence, correct, *, n_bins: int = 15) -> float:
-    """Expected calibration error: bin-weighted mean |accuracy - mean confidence|."""
-    counts, accuracy, mean_confidence, _ = _bin_confidence(confidence, correct, n_bins)
-    filled = counts > 0
-    return float(np.sum(counts[filled] * np.abs(accuracy[filled] - mean_confidence[filled])) / counts.sum())
 
 
 def _mark_learning_rate_drops(ax, epochs: np.ndarray, learning_rate: np.ndarray) -> None:

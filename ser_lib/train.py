@@ -4,7 +4,8 @@ A random split puts clips of the same speakers in train and test, so its accurac
 recognising voices the model has heard. The ``speaker`` protocol keeps every speaker on one side
 (the model is tested on voices it never heard), which is what a user meets; on real RAVDESS the
 original recipe scores about 65% on the first and 36% on the second. After fitting, a softmax
-temperature and an abstention threshold are chosen on held-out training speakers, never on test.
+temperature (growing with a clip's atypicality) and an abstention threshold are chosen on held-out
+training speakers, never on test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from ser_lib import evaluate
 from ser_lib.features import feature_matrix
-from ser_lib.model import EmotionModel, build_mlp, export_layers, forward, import_keras, softmax
+from ser_lib.model import EmotionModel, atypicality, build_mlp, export_layers, forward, import_keras, softmax
 
 PROTOCOLS = ("speaker", "random", "corpus", "none")
 # The original notebook's train / validation / test shares.
@@ -184,8 +185,9 @@ def train(
     Returns
     -------
     run : TrainingRun
-        Test probabilities are calibrated: a softmax temperature fitted on held-out predictions
-        (never on test) makes the confidence match the accuracy. Those are the recipe's own when it
+        Test probabilities are calibrated: a softmax temperature and its slope on atypicality
+        (:func:`ser_lib.evaluate.fit_calibration`) fitted on held-out predictions (never on test)
+        make the confidence match the accuracy. Those are the recipe's own when it
         returns ``calibration`` (``best``: speaker-grouped out-of-fold predictions over the train
         and validation speakers), else the validation part's (``original``); the abstention threshold
         comes from the same predictions. ``settings["calibrated_on"]`` says which.
@@ -244,14 +246,18 @@ def train(
     uncalibrated_test = model.predict_proba(x[parts["test"]])
     calibration = fitted.get("calibration")
     if calibration is None:
-        calibration_probabilities, calibration_labels = model.predict_proba(x[parts["validation"]]), y[parts["validation"]]
+        validation = x[parts["validation"]]
+        calibration_probabilities, calibration_labels = model.predict_proba(validation), y[parts["validation"]]
+        calibration_atypicality = model.atypicality(validation)
         calibrated_on = "validation"
     else:
-        calibration_probabilities, calibration_labels = (np.asarray(a) for a in calibration)
+        calibration_probabilities, calibration_labels, calibration_atypicality = (np.asarray(a) for a in calibration)
         calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
-    model.temperature = evaluate.fit_temperature(calibration_probabilities, calibration_labels)
+    fitted_calibration = evaluate.fit_calibration(calibration_probabilities, calibration_labels, calibration_atypicality)
+    model.temperature, model.temperature_slope = fitted_calibration["temperature"], fitted_calibration["temperature_slope"]
     calibration_log_p = np.log(np.clip(calibration_probabilities, 1e-12, 1.0))
-    calibration_confidence = softmax(calibration_log_p / model.temperature).max(axis=1)
+    calibration_temperatures = model.temperature * np.exp(model.temperature_slope * calibration_atypicality)
+    calibration_confidence = softmax(calibration_log_p / calibration_temperatures[:, None]).max(axis=1)
     model.metadata["abstain_threshold"] = evaluate.coverage_threshold(calibration_confidence, coverage=coverage)
     model.metadata["abstain_coverage"] = coverage
 
@@ -260,7 +266,7 @@ def train(
     predictions.insert(predictions.columns.get_loc("confidence") + 1, "confidence_uncalibrated", uncalibrated_test.max(axis=1))
     correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
     kept = predictions["confidence"].to_numpy() >= model.metadata["abstain_threshold"]
-    calibration_metrics = {"temperature": model.temperature, "abstain_threshold": model.metadata["abstain_threshold"]}
+    calibration_metrics = {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"]}
     metrics = {"n": 0, **calibration_metrics}  # protocol "none" has no test part to score
     if len(predictions):
         metrics = {
@@ -427,10 +433,10 @@ def _fit_best(x, y, parts, *, n_classes, progress, description, groups, is_copy=
     concatenated standardised features, kernel ``[coef_a.T; coef_b.T; coef_c.T] / 3``, bias the
     mean of the intercepts, so a bundle stores it as plain arrays.
 
-    The out-of-fold fused predictions at the chosen C's are returned as ``calibration``, on which
-    :func:`train` fits the temperature and the abstention threshold. ``groups`` is the speaker of
-    each row; ``is_copy`` marks augmented rows, which are fitted on but never predicted. The
-    validation part is not used (``train`` merges it into the train part for this recipe), nor
+    The out-of-fold fused predictions at the chosen C's, with each row's atypicality under its
+    fold's scaler, are returned as ``calibration``, on which :func:`train` fits the temperature,
+    its slope and the abstention threshold. ``groups`` is the speaker of each row; ``is_copy``
+    marks augmented rows, which are fitted on but never predicted. The validation part is not used (``train`` merges it into the train part for this recipe), nor
     are ``epochs``, ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The
     fits run in ``n_jobs`` worker processes (-1: one per core).
     """
@@ -486,11 +492,21 @@ def _fit_best(x, y, parts, *, n_classes, progress, description, groups, is_copy=
                 "calibrated_on": f"out-of-fold predictions over {len(folds)} speaker-grouped folds of {n_speakers} training speakers"}
     return {"layers": [layer], "keras_model": None, "history": pd.DataFrame([row]).rename_axis("epoch"),
             "scaler_mean": scaler_mean, "scaler_scale": scaler_scale, "settings": settings,
-            "calibration": (softmax(out_of_fold[held]), y[held])}
+            "calibration": (softmax(out_of_fold[held]), y[held], _out_of_fold_atypicality(x, folds)[held])}
+
+
+def _out_of_fold_atypicality(x, folds):
+    """Each held-out row's atypicality under the scaler of the fold that predicted it (all members' columns)."""
+    from sklearn.preprocessing import StandardScaler
+
+    spread = np.zeros(len(x))
+    for fit_rows, predict_rows in folds:
+        spread[predict_rows] = atypicality(StandardScaler().fit(x[fit_rows]).transform(x[predict_rows]))
+    return spread
 
 
 # Each recipe's classifier: fit(x, y, parts, ..., groups=speaker per row, is_copy=augmented rows) -> layers,
-# scaler, history (see _fit_original), and optionally "calibration": held-out (probabilities, labels).
+# scaler, history (see _fit_original), and optionally "calibration": held-out (probabilities, labels, atypicality).
 RECIPE_TRAINERS = {"original": _fit_original, "best": _fit_best}
 
 

@@ -205,8 +205,15 @@ def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
         accuracies = members[member]["cv_accuracy"]
         assert members[member]["C"] in grid and accuracies[str(members[member]["C"])] == max(accuracies.values())
     # Calibration: one out-of-fold prediction per training clip, none for test.
-    probabilities, labels = fitted["calibration"]
+    probabilities, labels, atypicality = fitted["calibration"]
     assert probabilities.shape == (parts["train"].sum(), n_classes) and np.array_equal(labels, y[parts["train"]])
+    # Each clip's atypicality is measured as the model that predicted it saw it: standardised on its fold's rows.
+    expected = np.zeros(n)
+    for speaker in range(6):
+        fit, held = parts["train"] & (groups != speaker), groups == speaker
+        z = (x[held] - x[fit].mean(axis=0)) / x[fit].std(axis=0)
+        expected[held] = np.log(np.mean(z.astype(np.float64) ** 2, axis=1))
+    np.testing.assert_allclose(atypicality, expected[parts["train"]], rtol=1e-4)
 
 
 def test_best_recipe_needs_two_training_speakers():
@@ -244,7 +251,11 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     logits = np.mean([_member_logits(x, y, train_rows, members[m]["C"], members[m]["columns"]) for m in members], axis=0)
     test_rows = np.flatnonzero((features["augmentation"] == "none").to_numpy())[(run.split == "test").to_numpy()]
     # The recipe fits in worker processes: lbfgs stops within its tolerance there and here at slightly different weights.
-    np.testing.assert_allclose(model.predict_proba(x[test_rows]), softmax(logits[test_rows] / model.temperature), atol=2e-4)
+    # Calibrated at a temperature that grows with the clip's distance from the training rows (mean squared z-score).
+    scale = x[train_rows].std(axis=0)
+    z = (x[test_rows] - x[train_rows].mean(axis=0)) / np.where(scale > 0, scale, 1)  # constant columns: scale 1, as sklearn
+    temperatures = model.temperature * np.mean(z.astype(np.float64) ** 2, axis=1) ** model.temperature_slope
+    np.testing.assert_allclose(model.predict_proba(x[test_rows]), softmax(logits[test_rows] / temperatures[:, None]), atol=2e-4)
 
     clip = run.predictions["path"].iloc[0]
     emotion, confidence, probabilities = ser_lib.predict_emotion(clip, artifacts_dir=tmp_path / "bundle")
@@ -326,7 +337,14 @@ def test_split_none_trains_on_every_speaker_and_still_calibrates(tmp_path):
     assert run.settings["augmented_train_rows"] == 2 * len(run.split)
     assert run.settings["calibration_clips"] == len(run.split) and "8 training speakers" in run.settings["calibrated_on"]
     assert run.metrics["n"] == 0 and np.isfinite(run.metrics["temperature"]) and 0 < run.metrics["abstain_threshold"] < 1
-    ser_lib.save_bundle(run, tmp_path / "bundle")
+    # Replacing (--force) a folder that held a speaker-split run of the original recipe: its Keras
+    # network and test tables go, so none is mistaken for this model's; the user's own files stay.
+    (tmp_path / "bundle").mkdir()
+    for name in ("best_ser_model.keras", "confusion_matrix.csv", "test_predictions.csv", "notes.txt"):
+        (tmp_path / "bundle" / name).write_text("earlier run")
+    ser_lib.save_bundle(run, tmp_path / "bundle", overwrite=True)
     written = evaluate.write_run_tables(run, tmp_path / "bundle")
     assert sorted(p.name for p in written) == ["test_results.json", "training_history.csv"]
+    assert not {"best_ser_model.keras", "confusion_matrix.csv", "test_predictions.csv"} & {p.name for p in (tmp_path / "bundle").iterdir()}
+    assert (tmp_path / "bundle" / "notes.txt").read_text() == "earlier run"
     assert ser_lib.load_bundle(tmp_path / "bundle").temperature == pytest.approx(run.metrics["temperature"])

@@ -13,6 +13,7 @@ from matplotlib.text import Text
 
 from ser_lib import plots
 from ser_lib.corpora import CORPORA, EMOTIONS
+from ser_lib.evaluate import expected_calibration_error
 
 # The bundle's make-up in miniature: CREMA-D lacks calm and surprise, SAVEE and TESS lack calm.
 CORPUS_EMOTIONS = {
@@ -399,24 +400,19 @@ def test_split_comparison_rejects_bad_input(results, change, kwargs, message):
         plots.plot_split_comparison(change(results), **kwargs)
 
 
-def test_ece_known_answers():
-    # All predictions at 0.8 confidence, 80% right: perfectly calibrated.
-    assert plots._ece(np.full(10, 0.8), np.arange(10) < 8) == pytest.approx(0.0)
-    # Half at 0.9 (all wrong), half at 0.6 (all right): |0 - 0.9| / 2 + |1 - 0.6| / 2.
-    confidence = np.r_[np.full(5, 0.9), np.full(5, 0.6)]
-    correct = np.r_[np.zeros(5, bool), np.ones(5, bool)]
-    assert plots._ece(confidence, correct, n_bins=10) == pytest.approx(0.65)
-    # Confidence 1.0 and bin edges land in a bin, not outside.
-    assert plots._ece(np.array([1.0, 0.0, 0.5]), np.array([True, False, True]), n_bins=2) == pytest.approx(
-        (abs(0 - 0.25) * 2 + abs(1 - 1.0)) / 3
-    )
+def test_reliability_bins_are_the_metrics_bins():
+    # Bins [lower, upper) as in evaluate.expected_calibration_error: 0.5 opens the upper bin, 1.0 closes it.
+    counts, accuracy, mean_confidence, _ = plots._bin_confidence(np.array([1.0, 0.0, 0.5]), np.array([True, False, True]), 2)
+    assert counts.tolist() == [1, 2] and accuracy.tolist() == [0.0, 1.0] and mean_confidence.tolist() == [0.0, 0.75]
+    fig = plots.plot_reliability(np.array([1.0, 0.0, 0.5]), np.array([True, False, True]), n_bins=2)
+    assert f"ECE {(0.25 * 2) / 3:.1%}" in fig.axes[0].get_title()
 
 
 def test_reliability_diagram(calibration):
     confidence, correct = calibration
     fig = plots.plot_reliability(confidence, correct, n_bins=10, label="MLP")
     ax, ax_counts = fig.axes
-    ece = plots._ece(confidence, correct, n_bins=10)
+    ece = expected_calibration_error(confidence, correct, n_bins=10)
     assert "MLP" in ax.get_title() and f"ECE {ece:.1%}" in ax.get_title()
     assert ax.get_ylabel() == "Accuracy" and "Confidence" in ax_counts.get_xlabel()
     assert "perfect calibration" in joined(fig)

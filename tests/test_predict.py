@@ -81,8 +81,10 @@ def test_confidence_tiers(confidence, tier):
 
 def test_uncertain_reads_the_bundles_abstain_threshold(bundle, tmp_path, write_wav):
     path = write_wav()
-    # A high temperature keeps the top probability under 1, so a threshold just above it can be set.
-    warm = edit_bundle(bundle, tmp_path / "warm", lambda m: m.update(temperature=100.0))
+    # A high temperature keeps the top probability under 1, so a threshold just above it can be set;
+    # without a threshold nothing is uncertain.
+    warm = edit_bundle(bundle, tmp_path / "warm",
+                       lambda m: m.update(temperature=100.0, temperature_slope=0.0, abstain_threshold=None))
     top = ser_lib.predict_emotion(path, warm).confidence / 100
     assert top < 1 and ser_lib.predict_emotion(path, warm).uncertain is False
     strict = edit_bundle(warm, tmp_path / "strict", lambda m: m.update(abstain_threshold=(1 + top) / 2))
@@ -90,9 +92,16 @@ def test_uncertain_reads_the_bundles_abstain_threshold(bundle, tmp_path, write_w
     assert result.uncertain is True and result.emotion is not None and result.confidence == pytest.approx(100 * top)
     lenient = edit_bundle(warm, tmp_path / "lenient", lambda m: m.update(abstain_threshold=top / 2))
     assert ser_lib.predict_emotion(path, lenient).uncertain is False
-    assert ser_lib.predict_emotion(path, bundle).uncertain is False  # no threshold in the bundle
     table = predict.predict_many([path], strict, progress=False)
     assert table["uncertain"].tolist() == [True] and table["emotion"].notna().all()
+
+
+def test_a_bundle_from_before_the_temperature_slope_predicts_at_its_one_temperature(bundle, tmp_path, write_wav):
+    path = write_wav()
+    older = edit_bundle(bundle, tmp_path / "older", lambda m: m.pop("temperature_slope"))
+    plain = edit_bundle(bundle, tmp_path / "plain", lambda m: m.update(temperature_slope=0.0))
+    assert ser_lib.load_bundle(older).temperature_slope == 0
+    assert ser_lib.predict_emotion(path, older).distribution.equals(ser_lib.predict_emotion(path, plain).distribution)
 
 
 # ---------------------------------------------------------------------------------------------

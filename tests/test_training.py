@@ -105,7 +105,7 @@ def test_the_original_usage_snippet_works(trained, demo_features):
     assert encoder.inverse_transform([probabilities.argmax()])[0] == emotion
     # The snippet has no calibration: at temperature 1 ser_lib gives Keras's probabilities.
     uncalibrated = ser_lib.load_bundle(bundle)
-    uncalibrated.temperature = 1.0
+    uncalibrated.temperature, uncalibrated.temperature_slope = 1.0, 0.0
     np.testing.assert_allclose(uncalibrated.predict_proba(features)[0], probabilities, atol=1e-5)
 
 
@@ -207,9 +207,11 @@ def test_calibration_is_fitted_on_validation_speakers_and_stored(trained):
     assert 0 < metrics["abstain_threshold"] < 1 and 0 <= metrics["coverage"] <= 1
     metadata = json.loads((bundle / "model_metadata.json").read_text())
     assert metadata["temperature"] == pytest.approx(metrics["temperature"])
+    assert metadata["temperature_slope"] == pytest.approx(metrics["temperature_slope"]) and metrics["temperature_slope"] >= 0
     assert metadata["abstain_threshold"] == pytest.approx(metrics["abstain_threshold"])
     loaded = ser_lib.load_bundle(bundle)
     assert loaded.temperature == pytest.approx(run.model.temperature)
+    assert loaded.temperature_slope == pytest.approx(run.model.temperature_slope)
 
 
 def test_temperature_fit_recovers_a_known_temperature():
@@ -217,7 +219,37 @@ def test_temperature_fit_recovers_a_known_temperature():
     logits = rng.normal(size=(4000, 5)) * 3
     labels = np.array([rng.choice(5, p=p) for p in ser_lib.model.softmax(logits / 2.0)])
     sharpened = ser_lib.model.softmax(logits)  # the model's (over-confident) probabilities
-    assert ser_lib.evaluate.fit_temperature(sharpened, labels) == pytest.approx(2.0, rel=0.1)
+    fitted = ser_lib.evaluate.fit_calibration(sharpened, labels)
+    assert fitted["temperature"] == pytest.approx(2.0, rel=0.1) and fitted["temperature_slope"] == 0
+
+
+def test_calibration_fit_recovers_a_temperature_growing_with_atypicality():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(6000, 5)) * 3
+    spread = rng.normal(size=6000) * 0.7
+    truth = 1.5 * np.exp(0.6 * spread)
+    labels = np.array([rng.choice(5, p=p) for p in ser_lib.model.softmax(logits / truth[:, None])])
+    fitted = ser_lib.evaluate.fit_calibration(ser_lib.model.softmax(logits), labels, spread)
+    assert fitted["temperature"] == pytest.approx(1.5, rel=0.1)
+    assert fitted["temperature_slope"] == pytest.approx(0.6, abs=0.1)
+    # Clips that are atypical but no less accurate get no slope (never a negative one).
+    labels = np.array([rng.choice(5, p=p) for p in ser_lib.model.softmax(logits / 1.5)])
+    assert ser_lib.evaluate.fit_calibration(ser_lib.model.softmax(logits), labels, spread)["temperature_slope"] < 0.05
+    with pytest.raises(ValueError, match="one atypicality per clip"):
+        ser_lib.evaluate.fit_calibration(ser_lib.model.softmax(logits), labels, spread[:10])
+
+
+def test_a_clip_unlike_the_training_clips_gets_a_softer_prediction():
+    layers = [{"kind": "dense", "kernel": np.eye(3, dtype=np.float32) * 2, "bias": np.zeros(3, dtype=np.float32),
+               "activation": "linear"}]
+    model = ser_lib.model.EmotionModel(classes=["a", "b", "c"], layers=layers, scaler_mean=np.zeros(3, np.float32),
+                                       scaler_scale=np.ones(3, np.float32), temperature=0.8, temperature_slope=0.5)
+    typical, atypical = np.array([1.0, 1.0, 1.0]), np.array([8.0, 1.0, 1.0])  # mean squares 1 and 22
+    np.testing.assert_allclose(model.predict_proba(typical)[0], ser_lib.model.softmax(typical * 2 / 0.8), rtol=1e-5)
+    np.testing.assert_allclose(model.predict_proba(atypical)[0],
+                               ser_lib.model.softmax(atypical * 2 / (0.8 * 22**0.5)), rtol=1e-5)
+    model.temperature_slope = 0.0
+    assert model.predict_proba(atypical)[0].max() > 0.999
 
 
 def test_expected_calibration_error_known_answers():
