@@ -339,7 +339,8 @@ def describe_calibration(run) -> str:
     return (
         f"Before calibration the model is {direction}: expected calibration error **{m['ece_uncalibrated']:.3f}** on the "
         f"test speakers. The temperature fitted on {source} "
-        f"({describe_temperature(m['temperature'], m['temperature_slope'])}) brings it to "
+        f"({describe_temperature(m['temperature'], m['temperature_slope'])}"
+        f"{', d: the mean squared standardised feature of a clip' if m['temperature_slope'] else ''}) brings it to "
         f"**{m['ece']:.3f}**. Marking predictions below {m['abstain_threshold']:.0%} confidence as uncertain keeps "
         f"{m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: {m['accuracy']:.1%})."
     )

@@ -214,6 +214,16 @@ def test_calibration_is_fitted_on_validation_speakers_and_stored(trained):
     assert loaded.temperature_slope == pytest.approx(run.model.temperature_slope)
 
 
+def test_calibration_paragraph_and_chart_labels_give_the_fitted_temperature(trained):
+    run, _ = trained
+    text = ser_lib.evaluate.describe_calibration(run)
+    temperature = ser_lib.evaluate.describe_temperature(run.metrics["temperature"], run.metrics["temperature_slope"])
+    assert f"({temperature}" in text and f"**{run.metrics['ece']:.3f}**" in text and "validation speakers" in text
+    assert ser_lib.evaluate.describe_temperature(0.8512, 0.0) == "T = 0.85"
+    assert ser_lib.evaluate.describe_temperature(0.8512, 0.304) == "T = 0.85 x d^0.30"
+    assert f"after calibration ({temperature})" in ser_lib.evaluate.reliability_curves(run)
+
+
 def test_temperature_fit_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4000, 5)) * 3
