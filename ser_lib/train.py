@@ -436,9 +436,10 @@ def _fit_best(x, y, parts, *, n_classes, progress, description, groups, is_copy=
     The out-of-fold fused predictions at the chosen C's, with each row's atypicality under its
     fold's scaler, are returned as ``calibration``, on which :func:`train` fits the temperature,
     its slope and the abstention threshold. ``groups`` is the speaker of each row; ``is_copy``
-    marks augmented rows, which are fitted on but never predicted. The validation part is not used (``train`` merges it into the train part for this recipe), nor
-    are ``epochs``, ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The
-    fits run in ``n_jobs`` worker processes (-1: one per core).
+    marks augmented rows, which are fitted on but never predicted. The validation part is not
+    used (``train`` merges it into the train part for this recipe), nor are ``epochs``,
+    ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The fits run in
+    ``n_jobs`` worker processes (-1: one per core).
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
