@@ -187,7 +187,11 @@ class EmotionModel:
         """The calibration temperature of each standardised feature row."""
         if self.temperature_slope == 0:
             return np.full(len(standardised), self.temperature, dtype=np.float32)
-        return (self.temperature * np.exp(self.temperature_slope * atypicality(standardised))).astype(np.float32)
+        return self.temperature_at(atypicality(standardised)).astype(np.float32)
+
+    def temperature_at(self, atypicality: np.ndarray) -> np.ndarray:
+        """The calibration temperature of clips of the given :func:`atypicality`."""
+        return self.temperature * np.exp(self.temperature_slope * np.asarray(atypicality, dtype=np.float64))
 
     def atypicality(self, features: np.ndarray) -> np.ndarray:
         """:func:`atypicality` of raw feature rows under this model's scaler."""

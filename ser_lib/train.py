@@ -256,8 +256,7 @@ def train(
     fitted_calibration = evaluate.fit_calibration(calibration_probabilities, calibration_labels, calibration_atypicality)
     model.temperature, model.temperature_slope = fitted_calibration["temperature"], fitted_calibration["temperature_slope"]
     calibration_log_p = np.log(np.clip(calibration_probabilities, 1e-12, 1.0))
-    calibration_temperatures = model.temperature * np.exp(model.temperature_slope * calibration_atypicality)
-    calibration_confidence = softmax(calibration_log_p / calibration_temperatures[:, None]).max(axis=1)
+    calibration_confidence = softmax(calibration_log_p / model.temperature_at(calibration_atypicality)[:, None]).max(axis=1)
     model.metadata["abstain_threshold"] = evaluate.coverage_threshold(calibration_confidence, coverage=coverage)
     model.metadata["abstain_coverage"] = coverage
 
