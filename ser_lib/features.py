@@ -44,6 +44,8 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"
 
 import librosa
 
+from ser_lib.kernels import KernelCacheError, ensure_kernels, remove_compiled
+
 
 class AudioError(ValueError):
     """An audio file that cannot give features; the message says what was expected."""
@@ -79,6 +81,7 @@ def load_audio(path, *, sr: int = 22050, duration: float | None = 3.0, offset: f
         raise IsADirectoryError(f"'{path}' is a folder: expected an audio file.")
     if path.stat().st_size == 0:
         raise AudioError(f"'{path}' is empty (0 bytes): expected an audio file.")
+    ensure_kernels()
     try:
         with warnings.catch_warnings():
             # librosa's audioread fallback warns before it fails; the failure says enough.
@@ -219,6 +222,7 @@ def compute_features(y: np.ndarray, *, sr: int = 22050) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"Expected mono audio of shape (n,), got shape {y.shape}.")
     _check_signal(y, sr=sr, source="The signal")
+    ensure_kernels()
     n_fft, hop = FEATURE_SETTINGS["n_fft"], FEATURE_SETTINGS["hop_length"]
     magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
     power = magnitude**2
@@ -367,8 +371,7 @@ def extract_many(
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
         They are also reported by a warning (unless ``warn=False``).
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     if "path" not in table.columns:
         raise ValueError(f"Expected a table with a 'path' column, got columns {list(table.columns)}.")
@@ -389,13 +392,26 @@ def extract_many(
         table = pd.concat([table.assign(augmentation=kind) for kind in kinds], ignore_index=True)
     paths = [str(p) for p in table["path"]]
     kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
-    jobs = (delayed(_extract_one)(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
-    runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8) if n_jobs != 1 else None
-    results = runner(jobs) if runner is not None else (_extract_one(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
-    rows, reasons = [], []
-    for features, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
-        rows.append(features)
-        reasons.append(reason)
+    # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
+    ensure_kernels()
+    try:
+        rows, reasons = _extract_all(paths, kinds, cache_folder, recipe, n_jobs=n_jobs, progress=progress)
+    except TerminatedWorkerError as error:
+        # A worker killed by a signal: most likely a numba cache broken by a program that compiled
+        # librosa's kernels beside another one. Rebuild the cache and run once more (cached rows stay).
+        removed = remove_compiled()
+        warnings.warn(
+            f"A feature worker crashed ({error.__class__.__name__}: {str(error).splitlines()[-1]}). Removed numba's "
+            f"cache of librosa's kernels ({len(removed)} files) in case it was broken, and extracting again.",
+            stacklevel=2,
+        )
+        try:
+            rows, reasons = _extract_all(paths, kinds, cache_folder, recipe, n_jobs=n_jobs, progress=progress)
+        except TerminatedWorkerError as again:
+            raise KernelCacheError(
+                f"A feature worker crashed again after numba's cache was rebuilt ({str(again).splitlines()[-1]}). "
+                "Run with n_jobs=1 (`ser train --workers 1`) to see which file makes it crash, and report it."
+            ) from again
     ok = np.array([reason is None for reason in reasons], dtype=bool)
     n_features = len(RECIPES[recipe]["names"])
     matrix = np.stack([row for row in rows if row is not None]) if ok.any() else np.empty((0, n_features), np.float32)
@@ -412,6 +428,23 @@ def extract_many(
         examples = "; ".join(skipped["reason"].head(3))
         warnings.warn(f"{len(skipped)} of {len(paths)} files gave no features, e.g. {examples}", stacklevel=2)
     return (features, skipped) if return_skipped else features
+
+
+def _extract_all(paths, kinds, cache_folder, recipe, *, n_jobs, progress):
+    """Features (or None) and the reason for None of each path, in order, with a progress bar."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    if n_jobs == 1:
+        results = (_extract_one(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
+    else:
+        runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8)
+        results = runner(delayed(_extract_one)(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
+    rows, reasons = [], []
+    for features, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
+        rows.append(features)
+        reasons.append(reason)
+    return rows, reasons
 
 
 def feature_matrix(features: pd.DataFrame, *, recipe: str = "original") -> np.ndarray:

@@ -34,6 +34,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from ser_lib.corpora import CORPORA, EMOTIONS
 from ser_lib.evaluate import expected_calibration_error
 from ser_lib.features import FEATURE_BLOCKS, FEATURE_SETTINGS
+from ser_lib.kernels import ensure_kernels
 
 __all__ = [
     "CORPUS_COLORS",
@@ -542,6 +543,7 @@ def plot_audio_sample(
             f"true_label={true_label!r} is not among the classes of probabilities: {list(probabilities)}."
         )
 
+    ensure_kernels()
     hop = FEATURE_SETTINGS["hop_length"]
     # The features' STFT size, shrunk to a power of two for clips shorter than one frame.
     n_fft = min(FEATURE_SETTINGS["n_fft"], 2 ** int(np.floor(np.log2(y.size))))

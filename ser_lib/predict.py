@@ -45,6 +45,7 @@ import numpy as np
 
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
 from ser_lib.features import FEATURE_SETTINGS, MIN_DURATION, AudioError, load_audio
+from ser_lib.kernels import ensure_kernels
 from ser_lib.model import EmotionModel
 
 SILENCE_DB = -60.0
@@ -494,6 +495,8 @@ def predict_many(
             continue
         (long if _is_recording(model, duration, window, hop) else clips).append(index)
 
+    if clips or long:
+        ensure_kernels()  # checked here once, before any worker starts (see ser_lib.kernels)
     with tqdm(total=len(paths), desc="Predict", unit="file", disable=not progress) as bar:
         bar.update(len(paths) - len(clips) - len(long))
         # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.

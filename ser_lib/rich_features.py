@@ -102,10 +102,13 @@ def augment_signal(y: np.ndarray, augmentation: str, *, sr: int = SAMPLE_RATE) -
     """
     import librosa
 
+    from ser_lib.kernels import ensure_kernels
+
     if augmentation == "none":
         return y
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"Unknown augmentation {augmentation!r}: expected 'none' or one of {sorted(AUGMENTATIONS)}.")
+    ensure_kernels()
     target = int(sr / AUGMENTATIONS[augmentation])
     return librosa.resample(y, orig_sr=sr, target_sr=target, res_type="soxr_hq").astype(np.float32)
 
@@ -142,6 +145,9 @@ def frame_statistics(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> tuple[np.ndarra
     """
     import librosa
 
+    from ser_lib.kernels import ensure_kernels
+
+    ensure_kernels()
     trimmed, _ = librosa.effects.trim(y, top_db=SETTINGS["trim_top_db"])
     # A clip that is almost all "silence" at 30 dB keeps its untrimmed samples.
     y = trimmed if len(trimmed) > sr * 0.3 else y

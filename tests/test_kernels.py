@@ -1,0 +1,130 @@
+"""librosa's numba kernels: compiled once under a lock, so concurrent first runs never crash (numba #10128)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import voiced_signal
+
+pytest.importorskip("opensmile")
+
+EXTRACT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import pandas as pd
+    import ser_lib
+
+    paths = sys.argv[1:-1]
+    features = ser_lib.extract_many(pd.DataFrame({"path": paths}), recipe="best", n_jobs=2, cache_dir=None, progress=False)
+    np.save(sys.argv[-1], features.iloc[:, -7784:].to_numpy())
+""")
+
+
+def _start(script, clips, out, cache_dir):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "XDG_CACHE_HOME": str(cache_dir.parent / "xdg")}
+    return subprocess.Popen([sys.executable, str(script), *map(str, clips), str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=600)
+    return process.returncode, output
+
+
+@pytest.mark.slow
+def test_two_first_runs_at_once_and_a_later_reader_do_not_crash(tmp_path):
+    """Two processes extract on an empty numba cache at once, the second started while the first compiles.
+
+    Without the lock, the second finds some of librosa's gufuncs cached and compiles the rest under
+    other ABI tags; the two processes' halves of a gufunc's cache can then disagree, and whoever
+    loads them segfaults (here in about one trial of three). Each trial starts the second process at
+    a later point of the first one's compilation.
+    """
+    script = tmp_path / "extract.py"
+    script.write_text(EXTRACT)
+    clips = []
+    for index in range(3):
+        clips.append(tmp_path / f"clip{index}.wav")
+        soundfile.write(clips[-1], voiced_signal(1.5, f0=120 + 30 * index, seed=index), 22050)
+    results = []
+    for trial, files_before_second in enumerate((1, 4, 12)):
+        cache_dir = tmp_path / f"trial{trial}" / "numba"
+        cache_dir.mkdir(parents=True)
+        first = _start(script, clips, tmp_path / f"first{trial}.npy", cache_dir)
+        deadline = time.monotonic() + 300
+        while (len(list(cache_dir.rglob("*.nbc"))) < files_before_second and first.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        second = _start(script, clips, tmp_path / f"second{trial}.npy", cache_dir)
+        outcomes = {"first": _finish(first), "second": _finish(second)}
+        outcomes["reader"] = _finish(_start(script, clips, tmp_path / f"reader{trial}.npy", cache_dir))
+        for name, (code, output) in outcomes.items():
+            assert code == 0, f"trial {trial}: the {name} process exited with {code} " \
+                              f"({'SIGSEGV' if code == -signal.SIGSEGV else 'error'}):\n{output[-3000:]}"
+        results += [np.load(tmp_path / f"{name}{trial}.npy") for name in outcomes]
+    for features in results[1:]:
+        np.testing.assert_array_equal(features, results[0])
+
+
+POISON = textwrap.dedent("""
+    import importlib.util, shutil, subprocess, sys
+    from pathlib import Path
+
+    # Two caches of librosa.util's kernels: `good` compiled normally; in `other` localmax is found
+    # cached first, so localmin compiles under another ABI tag, as in the race. localmin's two files
+    # taken from different caches are what the race leaves behind.
+    good, other = Path(sys.argv[1]), Path(sys.argv[2])
+    compile_ = [sys.executable, "-c", "import librosa.util.utils"]
+    subprocess.run(compile_, env={"NUMBA_CACHE_DIR": str(good), "PATH": ""}, check=True)
+    folder = next(good.glob("util_*"))
+    (other / folder.name).mkdir(parents=True)
+    for path in folder.glob("*_localmax*"):
+        shutil.copy(path, other / folder.name)
+    subprocess.run(compile_, env={"NUMBA_CACHE_DIR": str(other), "PATH": ""}, check=True)
+    for path in (other / folder.name).glob("guf-utils._localmin*"):
+        shutil.copy(path, folder)
+""")
+CALL_LOCALMIN = "import numpy as np, librosa; print(librosa.util.localmin(np.array([3.0, 1.0, 2.0])))"
+
+
+@pytest.mark.slow
+def test_a_broken_cache_is_detected_rebuilt_and_reported(tmp_path, write_wav):
+    poisoned, other = tmp_path / "numba", tmp_path / "other"
+    subprocess.run([sys.executable, "-c", POISON, str(poisoned), str(other)], check=True, timeout=300)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(poisoned)}
+    plain = subprocess.run([sys.executable, "-c", CALL_LOCALMIN], env=env, capture_output=True, timeout=300)
+    assert plain.returncode == -signal.SIGSEGV  # the cache is broken as the race leaves it
+
+    clip = write_wav("clip.wav", seconds=1.5)
+    script = tmp_path / "extract.py"
+    script.write_text(EXTRACT)
+    first = subprocess.run([sys.executable, str(script), str(clip), str(tmp_path / "f.npy")], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "numba's cache of librosa's kernels was broken" in first.stderr and "compiling them again" in first.stderr
+    again = subprocess.run([sys.executable, "-c", CALL_LOCALMIN], env=env, capture_output=True, timeout=300)
+    assert again.returncode == 0  # repaired for every later process, ser_lib or not
+
+
+def test_the_lock_and_stamp_live_beside_numbas_cache_of_librosa(tmp_path, monkeypatch):
+    from ser_lib import kernels
+
+    monkeypatch.setattr("numba.core.config.CACHE_DIR", str(tmp_path))
+    home = kernels.lock_home()
+    assert home.parent == tmp_path and home.name.startswith("util_")
+    assert home in kernels.cache_dirs()
+    (home / "utils._localmin-1052.py311.nbi").write_bytes(b"index")
+    (home / "utils._localmin-1052.py311.1.nbc").write_bytes(b"data")
+    (home / kernels.STAMP_NAME).write_text("ok")
+    (home / "keep.pyc").write_bytes(b"not numba's")
+    removed = kernels.remove_compiled()
+    assert sorted(p.name for p in removed) == sorted(["utils._localmin-1052.py311.nbi", "utils._localmin-1052.py311.1.nbc",
+                                                      kernels.STAMP_NAME])
+    assert (home / "keep.pyc").exists()
