@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The whole tested environment, exact versions (`make lock` refreshes it); requirements.txt is the
+# loose list for installing ser_lib into an environment of your own.
+LOCK := requirements.lock
 
-.PHONY: demo test install bench clean-run
+.PHONY: demo test install bench lock
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
@@ -27,3 +30,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_features.py
+
+# Resolve requirements.txt again to the newest releases, for every platform and Python >= 3.11
+# (uv's universal resolution); then run `make demo test` before committing the new lock.
+lock: $(STAMP)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile requirements.txt --universal --python-version 3.11 --upgrade --quiet \
+		--custom-compile-command "make lock" -o $(LOCK)

@@ -58,7 +58,9 @@ def _audio_files(inputs, list_file=None) -> list[str]:
     files = []
     for item in map(Path, items):
         if item.is_dir():
-            files.extend(str(p) for p in sorted(item.rglob("*")) if p.suffix.lower() in extensions and p.is_file())
+            # A dangling link is listed too: its row says where it points, rather than it vanishing.
+            files.extend(str(p) for p in sorted(item.rglob("*"))
+                         if p.suffix.lower() in extensions and (p.is_file() or (p.is_symlink() and not p.exists())))
         else:
             # A missing file or a folder given as a file is reported in its row, not here.
             files.append(str(item))
@@ -140,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict the emotion of audio files (wav, flac, ogg, mp3; any sample rate and channel count; "
         "folders are searched recursively). Prints, or writes with --csv, one row per file: path, emotion, "
         "confidence (percent), one probability column per class, tier (high >= 70%%, medium >= 40%%, low), "
-        "uncertain (top probability under the bundle's abstain threshold), and error (why a file could not be "
-        "read; the others are still predicted). A recording of at least --window + --hop seconds is analysed "
+        "uncertain (top probability under the bundle's abstain threshold), warning (e.g. a truncated file: how "
+        "much of the audio its header announces is missing) and error (why a file could not be read; the "
+        "others are still predicted). A recording of at least --window + --hop seconds is analysed "
         "in overlapping windows: its row holds the mean over windows above the silence gate, and --timeline "
         "writes one row per window (start, end, emotion, confidence and class probabilities in 0-1). "
         "Exits 1 if any file failed, 2 if nothing could be predicted (no files, bad bundle).",

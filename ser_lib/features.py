@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -74,11 +75,7 @@ def load_audio(path, *, sr: int = 22050, duration: float | None = 3.0, offset: f
     AudioError
         The file cannot be decoded, has no samples, is too short, silent or not finite.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No audio file at '{path}': expected a path to a .wav/.flac/.ogg/.mp3 file.")
-    if path.is_dir():
-        raise IsADirectoryError(f"'{path}' is a folder: expected an audio file.")
+    path = check_audio_path(path)
     if path.stat().st_size == 0:
         raise AudioError(f"'{path}' is empty (0 bytes): expected an audio file.")
     ensure_kernels()
@@ -97,6 +94,50 @@ def load_audio(path, *, sr: int = 22050, duration: float | None = 3.0, offset: f
         ) from error
     _check_signal(y, sr=sr, source=f"'{path}'")
     return y
+
+
+def check_audio_path(path) -> Path:
+    """``path`` as a Path if it names an existing file; else the error saying what it is instead.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing is there, or a symbolic link points to nothing (e.g. into a folder that moved).
+    IsADirectoryError
+        It is a folder.
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(
+            f"'{path}' is a symbolic link to '{os.readlink(path)}', which does not exist: expected an audio file."
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"No audio file at '{path}': expected a path to a .wav/.flac/.ogg/.mp3 file.")
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder: expected an audio file.")
+    return path
+
+
+def truncation_warning(info) -> str | None:
+    """What a file whose header announces more audio than it holds is missing (an interrupted copy), else None.
+
+    Parameters
+    ----------
+    info : soundfile._SoundFileInfo
+        ``soundfile.info(path)``. libsndfile reads such a file up to its real end and notes the
+        difference in ``extra_info`` (``data : 132300 (should be 66128)``, in bytes).
+    """
+    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info, flags=re.MULTILINE)
+    if match is None:
+        return None
+    announced, present = (int(group) for group in match.groups())
+    if present >= announced or announced == 0:
+        return None
+    seconds = info.duration * announced / present if present else float("nan")
+    return (
+        f"truncated: the header announces {seconds:.2f} s, the file holds {info.duration:.2f} s "
+        f"({1 - present / announced:.0%} missing); predicted from what is there"
+    )
 
 
 def _check_signal(y: np.ndarray, *, sr: int, source: str) -> None:

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
-from ser_lib.features import FEATURE_SETTINGS, MIN_DURATION, AudioError, load_audio
+from ser_lib.features import FEATURE_SETTINGS, MIN_DURATION, AudioError, check_audio_path, load_audio, truncation_warning
 from ser_lib.kernels import ensure_kernels
 from ser_lib.model import EmotionModel
 
@@ -109,6 +109,9 @@ class Prediction(tuple):
     duration : float
         Seconds of audio in the file.
     n_windows, n_silent : int
+    warning : str or None
+        Something to know about the file, though it was predicted: e.g. its header announces more
+        audio than it holds (an interrupted download), and how much is missing.
     error : str or None
         Why there is no emotion (no speech above the silence gate), else None.
     """
@@ -219,32 +222,33 @@ def _sample_rate(model: EmotionModel) -> int:
     return int(model.metadata.get("feature_settings", FEATURE_SETTINGS).get("sample_rate", FEATURE_SETTINGS["sample_rate"]))
 
 
-def _probe_duration(path: Path) -> float | None:
-    """Seconds of audio in the file's header, or None if soundfile cannot read it (load_audio will say why)."""
+def _probe(path: Path) -> tuple[float | None, str | None]:
+    """Seconds of audio in the file (None if soundfile cannot read it: load_audio will say why), and a warning."""
     import soundfile
 
-    if not path.exists():
-        raise FileNotFoundError(f"No audio file at '{path}': expected a path to a .wav/.flac/.ogg/.mp3 file.")
-    if path.is_dir():
-        raise IsADirectoryError(f"'{path}' is a folder: expected an audio file.")
+    path = check_audio_path(path)
     try:
         info = soundfile.info(str(path))
     except Exception:  # noqa: BLE001 - any failure here is reported by load_audio with its reason
-        return None
-    return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+        return None, None
+    duration = info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else None
+    return duration, truncation_warning(info)
 
 
 def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False) -> Prediction:
     path = Path(path)
-    duration = _probe_duration(path)
+    duration, warning = _probe(path)
     if _is_recording(model, duration, window, hop):
-        return _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
-                             n_jobs=n_jobs, progress=progress)
-    sr = _sample_rate(model)
-    y = load_audio(path, sr=sr, duration=_clip_duration(model, window))
-    probabilities = model.predict_proba(model.features(y, sr))[0]
-    return _summarise(model, probabilities[None, :], duration=y.size / sr if duration is None else duration,
-                      timeline=None, n_windows=1, n_silent=0)
+        result = _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
+                               n_jobs=n_jobs, progress=progress)
+    else:
+        sr = _sample_rate(model)
+        y = load_audio(path, sr=sr, duration=_clip_duration(model, window))
+        probabilities = model.predict_proba(model.features(y, sr))[0]
+        result = _summarise(model, probabilities[None, :], duration=y.size / sr if duration is None else duration,
+                            timeline=None, n_windows=1, n_silent=0)
+    result.__dict__["warning"] = warning
+    return result
 
 
 def _is_recording(model, duration: float | None, window: float, hop: float) -> bool:
@@ -272,7 +276,7 @@ def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_
         return Prediction(
             None, math.nan, nan, top3=[], tier=None, uncertain=False, dominance=math.nan,
             distribution=pd.Series(nan, name="probability", dtype=float), timeline=timeline, duration=duration,
-            n_windows=n_windows, n_silent=n_silent,
+            n_windows=n_windows, n_silent=n_silent, warning=None,
             error=f"no speech: all {n_windows} windows are below the silence gate",
         )
     mean = window_probabilities.mean(axis=0)
@@ -287,7 +291,7 @@ def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_
         uncertain=bool(threshold is not None and mean[best] < float(threshold)),
         dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
         distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
-        timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, error=None,
+        timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, warning=None, error=None,
     )
 
 
@@ -469,10 +473,12 @@ def predict_many(
 
     Returns
     -------
-    table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, tier, uncertain, error]
+    table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, tier, uncertain, warning, error]
         One row per input path in input order; ``confidence`` in percent, class columns hold
         probabilities (0-1), ``tier`` high/medium/low, ``uncertain`` True when the top probability
-        is under the bundle's abstain threshold; ``error`` is empty for files that were predicted.
+        is under the bundle's abstain threshold; ``warning`` says what to know about a predicted
+        file (e.g. truncated: how much of the announced audio is missing); ``error`` is empty for
+        files that were predicted.
     timeline : pd.DataFrame [columns: path, start, end, emotion, confidence, <one per class>, level_db]
         Only with ``return_timeline``: one row per window of each predicted file (one row for a
         clip); ``confidence`` and class columns in 0-1.
@@ -486,14 +492,15 @@ def predict_many(
     sr = _sample_rate(model)
     paths = [str(p) for p in paths]
     results: list = [None] * len(paths)
+    durations, file_warnings = [None] * len(paths), [None] * len(paths)
     clips, long = [], []
     for index, path in enumerate(paths):
         try:
-            duration = _probe_duration(Path(path))
+            durations[index], file_warnings[index] = _probe(Path(path))
         except OSError as error:
             results[index] = str(error)
             continue
-        (long if _is_recording(model, duration, window, hop) else clips).append(index)
+        (long if _is_recording(model, durations[index], window, hop) else clips).append(index)
 
     if clips or long:
         ensure_kernels()  # checked here once, before any worker starts (see ser_lib.kernels)
@@ -518,7 +525,7 @@ def predict_many(
             bar.update(len(chunk))
         for index in long:
             try:
-                results[index] = _predict_long(Path(paths[index]), model, duration=_probe_duration(Path(paths[index])),
+                results[index] = _predict_long(Path(paths[index]), model, duration=durations[index],
                                                window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs,
                                                progress=progress)
             except (OSError, ValueError) as error:
@@ -526,9 +533,9 @@ def predict_many(
             bar.update(1)
 
     rows, timelines = [], []
-    for path, result in zip(paths, results):
+    for path, result, warning in zip(paths, results, file_warnings):
         row = {"path": path, "emotion": None, "confidence": math.nan, **dict.fromkeys(classes, math.nan),
-               "tier": None, "uncertain": False, "error": ""}
+               "tier": None, "uncertain": False, "warning": warning or "", "error": ""}
         if isinstance(result, str):
             row["error"] = result
         else:
@@ -537,7 +544,8 @@ def predict_many(
             if return_timeline:
                 timelines.append(_file_timeline(path, result, window))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["path", "emotion", "confidence", *classes, "tier", "uncertain", "error"])
+    columns = ["path", "emotion", "confidence", *classes, "tier", "uncertain", "warning", "error"]
+    table = pd.DataFrame(rows, columns=columns)
     if not return_timeline:
         return table
     columns = ["path", "start", "end", "emotion", "confidence", *classes, "level_db"]

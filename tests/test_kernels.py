@@ -28,7 +28,7 @@ EXTRACT = textwrap.dedent("""
 
 
 def _start(script, clips, out, cache_dir):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "XDG_CACHE_HOME": str(cache_dir.parent / "xdg")}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
     return subprocess.Popen([sys.executable, str(script), *map(str, clips), str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -308,7 +308,7 @@ def test_ser_predict_folder_with_a_broken_file_and_a_timeline(bundle, classes, t
                      "--timeline", str(timeline_csv), "--quiet"])
     assert code == 1 and "1 of 5 files could not be predicted" in capsys.readouterr().err
     table = pd.read_csv(out, keep_default_na=False)
-    assert list(table.columns) == ["path", "emotion", "confidence", *classes, "tier", "uncertain", "error"]
+    assert list(table.columns) == ["path", "emotion", "confidence", *classes, "tier", "uncertain", "warning", "error"]
     broken = table["path"].str.endswith("broken.wav")
     assert "Cannot decode" in table.loc[broken, "error"].item() and table.loc[broken, "emotion"].item() == ""
     assert (table.loc[~broken, "error"] == "").all() and table.loc[~broken, "emotion"].isin(classes).all()
@@ -318,6 +318,29 @@ def test_ser_predict_folder_with_a_broken_file_and_a_timeline(bundle, classes, t
     long_rows = timeline[timeline["path"].str.endswith("long.wav")]
     assert len(long_rows) == 7 and (long_rows["emotion"] == "silent").sum() == 1
     assert len(timeline) == 7 + 3  # one row per clip
+
+
+def test_ser_predict_reports_a_dangling_link_and_a_truncated_file_in_their_rows(bundle, classes, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    soundfile.write(folder / "whole.wav", voiced_signal(3.0, SR), SR, subtype="PCM_16")
+    data = (folder / "whole.wav").read_bytes()
+    (folder / "cut.wav").write_bytes(data[: 44 + (len(data) - 44) * 2 // 5])  # an interrupted download: 40% there
+    (folder / "gone.wav").symlink_to(tmp_path / "moved" / "gone.wav")
+    out = tmp_path / "out.csv"
+    code = cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"])
+    assert code == 1 and "1 of 3 files could not be predicted" in capsys.readouterr().err
+    table = pd.read_csv(out, keep_default_na=False).set_index(pd.Series(["cut", "gone", "whole"]))
+    assert re.fullmatch(r"'.*gone\.wav' is a symbolic link to '.*moved/gone\.wav', which does not exist: .*",
+                        table.loc["gone", "error"]) and table.loc["gone", "emotion"] == ""
+    assert table.loc["cut", "emotion"] in classes and table.loc["cut", "error"] == ""
+    assert re.match(r"truncated: the header announces 3\.00 s, the file holds 1\.20 s \(60% missing\)", table.loc["cut", "warning"])
+    assert table.loc["whole", "warning"] == "" and table.loc["whole", "emotion"] in classes
+    result = ser_lib.predict_emotion(folder / "cut.wav", bundle, progress=False)
+    assert result.warning == table.loc["cut", "warning"] and result.duration == pytest.approx(1.2, abs=1e-3)
+    assert ser_lib.predict_emotion(folder / "whole.wav", bundle, progress=False).warning is None
+    with pytest.raises(FileNotFoundError, match="symbolic link to .* which does not exist"):
+        ser_lib.predict_emotion(folder / "gone.wav", bundle)
 
 
 def test_ser_predict_list_file(bundle, tmp_path, write_wav):
