@@ -177,15 +177,14 @@ def main(argv=None) -> int:
 
         ser_lib.predict_emotion(clip, bundle, progress=False)
         model = ser_lib.get_model(bundle)
-        audio = ser_lib.load_audio(clip)
-        features = model.features(audio, SR)
+        features = ser_lib.compute_features(ser_lib.load_audio(clip), sr=SR)
         timings = {"predict_emotion": [], "features (load + compute)": [], "model (predict_proba)": []}
         for _ in range(20):
             start = time.perf_counter()
             ser_lib.predict_emotion(clip, bundle, progress=False)
             timings["predict_emotion"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            model.features(ser_lib.load_audio(clip), SR)
+            ser_lib.compute_features(ser_lib.load_audio(clip), sr=SR)
             timings["features (load + compute)"].append(time.perf_counter() - start)
             start = time.perf_counter()
             model.predict_proba(features)

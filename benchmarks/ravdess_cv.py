@@ -30,8 +30,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ser_lib  # noqa: E402
 import ser_lib.evaluate  # noqa: E402
-from ser_lib.rich_features import original_rows  # noqa: E402
-from ser_lib.train import RECIPE_TRAINERS  # noqa: E402
+from ser_lib.features import original_rows  # noqa: E402
+from ser_lib.recipes import recipe_names  # noqa: E402
 
 
 def fold_split(features: pd.DataFrame, test_actors: set, *, seed: int) -> pd.Series:
@@ -54,7 +54,7 @@ FOLDS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ravdess_dev")
-    parser.add_argument("--recipe", choices=sorted(RECIPE_TRAINERS), default="original")
+    parser.add_argument("--recipe", choices=recipe_names(), default="original")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--folds", choices=sorted(FOLDS), default="blocks")

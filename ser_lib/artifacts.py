@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_lib.features import RECIPES
 from ser_lib.model import EmotionModel
+from ser_lib.recipes import get_recipe, recipe_names
 
 BUNDLE_FORMAT = "ser_lib-bundle/1"
 METADATA_FILE = "model_metadata.json"
@@ -86,14 +86,15 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
     arrays["scaler_mean"], arrays["scaler_scale"] = model.scaler_mean, model.scaler_scale
     np.savez(directory / WEIGHTS_FILE, **arrays)
 
+    recipe = get_recipe(model.recipe)
     metadata = {
         "format": BUNDLE_FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "recipe": model.recipe,
+        "recipe": recipe.name,
         "classes": list(model.classes),
         "n_features": model.n_features,
-        "feature_settings": RECIPES[model.recipe]["settings"],
-        "feature_names": list(RECIPES[model.recipe]["names"]),
+        "feature_settings": recipe.settings,
+        "feature_names": list(recipe.feature_names),
         "scaler": {"mean": model.scaler_mean.tolist(), "scale": model.scaler_scale.tolist()},
         "layers": layer_specs,
         "temperature": float(model.temperature),
@@ -160,10 +161,14 @@ def load_bundle(directory="artifacts") -> EmotionModel:
         raise ValueError(f"'{directory / METADATA_FILE}' is not valid JSON ({error}): expected the metadata ser_lib wrote.") from error
     if metadata.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"'{directory}' holds bundle format {metadata.get('format')!r}: expected {BUNDLE_FORMAT!r}.")
-    recipe = metadata.get("recipe", "original")
-    if recipe not in RECIPES:
-        raise ValueError(f"The model in '{directory}' uses feature recipe {recipe!r}: this ser_lib knows {sorted(RECIPES)}.")
-    _check_feature_settings(metadata.get("feature_settings", {}), RECIPES[recipe]["settings"], directory)
+    try:
+        # Bundles from before the recipes had their own names say "best": an alias of its recipe.
+        recipe = get_recipe(metadata.get("recipe", "original"))
+    except ValueError as error:
+        raise ValueError(
+            f"The model in '{directory}' uses recipe {metadata.get('recipe')!r}: this ser_lib knows {recipe_names()}."
+        ) from error
+    _check_feature_settings(metadata.get("feature_settings", {}), recipe.settings, directory)
 
     with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights:
         arrays = dict(weights)
@@ -178,17 +183,16 @@ def load_bundle(directory="artifacts") -> EmotionModel:
     if n_outputs != len(classes):
         raise ValueError(f"The model in '{directory}' has {n_outputs} outputs, but its metadata lists {len(classes)} classes {classes}.")
     n_inputs = layers[0]["kernel"].shape[0]
-    n_expected = len(RECIPES[recipe]["names"])
-    if not n_inputs == arrays["scaler_mean"].shape[0] == metadata["n_features"] == n_expected:
+    if not n_inputs == arrays["scaler_mean"].shape[0] == metadata["n_features"] == recipe.n_features:
         raise ValueError(
             f"The model in '{directory}' takes {n_inputs} features and its scaler {arrays['scaler_mean'].shape[0]}, "
-            f"but ser_lib computes {n_expected} for recipe {recipe!r}."
+            f"but ser_lib computes {recipe.n_features} for recipe {recipe.name!r}."
         )
     return EmotionModel(
         classes=classes, layers=layers, scaler_mean=arrays["scaler_mean"], scaler_scale=arrays["scaler_scale"],
         temperature=float(metadata.get("temperature", 1.0)),
         temperature_slope=float(metadata.get("temperature_slope", 0.0)),  # bundles before the slope had none
-        recipe=recipe, metadata=metadata,
+        recipe=recipe.name, metadata=metadata,
     )
 
 

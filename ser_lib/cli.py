@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ser_lib.rich_features import original_rows
-from ser_lib.train import RECIPE_TRAINERS
+from ser_lib.corpora import AUDIO_EXTENSIONS, CORPORA
+from ser_lib.features import original_rows
+from ser_lib.predict import HOP_SECONDS, SILENCE_DB, WINDOW_SECONDS
+from ser_lib.recipes import ALIASES, RECIPES, recipe_names
+from ser_lib.recipes.original import TRAINING_DEFAULTS
 
 MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
 
@@ -42,14 +45,12 @@ def _train(args) -> int:
     evaluate.write_data_tables(clips, skipped, out)
     evaluate.write_run_tables(run, out)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in run.metrics.items()}
-    print(json.dumps({"recipe": args.recipe, "split": run.protocol, "test": metrics, "bundle": str(out)}, indent=2))
+    print(json.dumps({"recipe": run.model.recipe, "split": run.protocol, "test": metrics, "bundle": str(out)}, indent=2))
     return 0
 
 
 def _audio_files(inputs, list_file=None) -> list[str]:
     """Files as given (and listed in ``list_file``, one per line); folders searched recursively, sorted."""
-    from ser_lib.corpora import AUDIO_EXTENSIONS
-
     extensions = {*AUDIO_EXTENSIONS, ".ogg", ".mp3"}
     items = list(inputs)
     if list_file is not None:
@@ -113,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train", help="train a model bundle on a corpus folder",
-        description="Extract the 195 features, train the original MLP under a split protocol, evaluate it on the "
-        "test part and write a model bundle (best_ser_model.keras, model_weights.npz, scaler.pkl, label_encoder.pkl, "
-        "model_metadata.json) with its metrics (CSV/JSON) to --out.",
+        description="Extract a recipe's features, train its classifier under a split protocol, evaluate it on the "
+        "test part and write a model bundle (model_weights.npz and model_metadata.json, which ser predict reads; "
+        "for the original recipe also best_ser_model.keras, scaler.pkl and label_encoder.pkl) with its metrics "
+        "(CSV/JSON) to --out.",
     )
     train.add_argument("--data", required=True, help="a folder holding any of the four corpora, or 'kaggle', or 'demo'")
     train.add_argument("--out", required=True, help="folder for the bundle and its metrics (must be new or empty)")
@@ -123,13 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="speaker: test speakers are never heard in training (default); random: the original's split; "
                             "none: no test part, every speaker trains (a model to use once a speaker split or "
                             "benchmarks/ravdess_cv.py has measured the recipe)")
-    train.add_argument("--recipe", choices=sorted(RECIPE_TRAINERS), default="original",
-                       help="original: the 195 features and the 512-256-128-64 MLP (default); best: 7,784 features "
-                            "(frame statistics, eGeMAPS, ComParE, modulation), three fused logistic regressions, "
-                            "settings and calibration by leave-one-speaker-out CV (needs opensmile)")
-    train.add_argument("--test-corpus", choices=("CREMA-D", "TESS", "RAVDESS", "SAVEE"), default=None,
+    recipe_help = "; ".join(f"{name}: {recipe.summary}" for name, recipe in RECIPES.items())
+    alias_help = "; ".join(f"{alias} = {name}" for alias, name in ALIASES.items())
+    train.add_argument("--recipe", choices=recipe_names(), default="original",
+                       help=f"{recipe_help} ({alias_help}; default: original)")
+    train.add_argument("--test-corpus", choices=CORPORA, default=None,
                        help="cross-corpus: test on every clip of this corpus, train on the others (overrides --split)")
-    train.add_argument("--epochs", type=int, default=100, help="at most this many epochs (early stopping; default 100)")
+    train.add_argument("--epochs", type=int, default=TRAINING_DEFAULTS["epochs"],
+                       help=f"at most this many epochs (early stopping; default {TRAINING_DEFAULTS['epochs']})")
     train.add_argument("--seed", type=int, default=0, help="one seed for split, initialisation and batches (default 0)")
     train.add_argument("--fold-calm", action="store_true", help="relabel calm as neutral (7 classes)")
     train.add_argument("--max-per-corpus", type=int, default=None, help="use at most N files per corpus (quick runs)")
@@ -154,10 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--artifacts", default="artifacts", help="the model bundle folder (default: artifacts)")
     predict.add_argument("--csv", help="write the table to this CSV file instead of printing it")
     predict.add_argument("--timeline", help="write the per-window rows of every file to this CSV file")
-    predict.add_argument("--window", type=float, default=3.0, help="window length in seconds (default 3)")
-    predict.add_argument("--hop", type=float, default=1.5, help="window step in seconds (default 1.5)")
-    predict.add_argument("--silence-db", type=float, default=-60.0,
-                         help="windows quieter than this RMS level (dBFS) are silent and left out (default -60)")
+    predict.add_argument("--window", type=float, default=WINDOW_SECONDS,
+                         help=f"window length in seconds (default {WINDOW_SECONDS:g})")
+    predict.add_argument("--hop", type=float, default=HOP_SECONDS, help=f"window step in seconds (default {HOP_SECONDS:g})")
+    predict.add_argument("--silence-db", type=float, default=SILENCE_DB,
+                         help=f"windows quieter than this RMS level (dBFS) are silent and left out (default {SILENCE_DB:g})")
     predict.add_argument("--workers", type=int, default=None,
                          help=f"processes (-1: all cores; default: all cores from {_PARALLEL_FROM} files, else 1)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -862,7 +862,7 @@ def join_clips(paths, out_path, *, pause_seconds: float = 1.5, sr: int = 22050, 
     -------
     out_path : Path
     """
-    from ser_lib.features import load_audio
+    from ser_lib.audio import load_audio
 
     out_path, paths = Path(out_path), list(paths)
     if out_path.exists() and not overwrite:

@@ -13,10 +13,10 @@ commands, or the notebook beside the tests all compile at once on a new machine.
 - it holds a file lock beside numba's cache while this process imports those modules, so no two
   ser_lib processes ever compile them together (waiting processes then load the finished cache);
 - the first time for a cache (no stamp file beside it), a child process first computes every
-  recipe's features of a synthetic signal (:func:`exercise`), which compiles or loads each kernel
-  and calls it: if the child dies with SIGSEGV the cache is broken (left by an earlier version or
-  another program), its numba files are removed, the reason is logged, and the child runs once
-  more. Only then are the kernels loaded here, so a broken cache never kills this process (or a
+  recipe's features of a synthetic signal (:func:`ser_lib.recipes.warm_up`), which compiles or
+  loads each kernel and calls it (importing a broken kernel works; calling it crashes): if the
+  child dies with SIGSEGV the cache is broken (left by an earlier version or another program), its
+  numba files are removed, the reason is logged, and the child runs once more. Only then are the kernels loaded here, so a broken cache never kills this process (or a
   notebook's kernel).
 
 Measured on this project's machine (2 cores): compiling takes 16-30 s, once per environment;
@@ -149,31 +149,11 @@ def _stamp_text() -> str:
     return f"numba {version('numba')}, librosa {version('librosa')}, python {sys.version.split()[0]}\n"
 
 
-def exercise() -> None:
-    """Compute every available recipe's features of a synthetic voiced second: each kernel they call runs once.
-
-    Importing a kernel's module loads a broken cache without complaint; calling the kernel is what
-    crashes. So the check runs the recipes themselves, with the dtypes real clips have.
-    """
-    import numpy as np
-
-    from ser_lib.features import RECIPES, recipe_features
-
-    sr = 22050
-    t = np.arange(sr) / sr
-    phase = 2 * np.pi * np.cumsum(150 * (1 + 0.05 * np.sin(2 * np.pi * 4 * t))) / sr
-    y = (0.3 * sum(np.sin(k * phase) / k for k in range(1, 8)) * np.sin(np.pi * t)).astype(np.float32)
-    for name in RECIPES:
-        if name == "best" and importlib.util.find_spec("opensmile") is None:
-            continue  # the best recipe cannot run here at all without openSMILE
-        recipe_features(y, sr=sr, recipe=name)
-
-
 def _verify_in_child() -> None:
-    """Run :func:`exercise` in a child process; if it crashes, rebuild the cache once."""
+    """Run every recipe once in a child process (:func:`ser_lib.recipes.warm_up`); if it crashes, rebuild the cache once."""
     # The child must not wait for the lock this process holds.
     env = {**os.environ, _CHILD_ENV: "1"}
-    command = [sys.executable, "-c", "from ser_lib.kernels import exercise; exercise()"]
+    command = [sys.executable, "-c", "from ser_lib.recipes import warm_up; warm_up()"]
     for attempt in range(2):
         logger.warning("Preparing librosa's compiled audio kernels (once per environment, up to ~30 s)...")
         child = subprocess.run(command, capture_output=True, text=True, env=env)

@@ -1,92 +1,17 @@
-"""The original recipe's dense network, and the same network as plain NumPy for prediction.
+"""A trained classifier as plain NumPy: its layers, the forward pass, and calibration.
 
-Keras (and TensorFlow) are imported only inside :func:`build_mlp` and :func:`export_layers`:
-training needs them, prediction does not. A trained network is exported to a list of layers of
-NumPy arrays that :func:`forward` evaluates; it gives Keras's probabilities to 1e-5 (tested), so
-``predict_emotion`` starts in a fraction of a second instead of paying 8-10 s for TensorFlow.
+Every recipe's classifier ends as a list of layers of NumPy arrays (dense, batch normalisation)
+that :func:`forward` evaluates: the original's network gives Keras's probabilities to 1e-5
+(tested), so ``predict_emotion`` starts in a fraction of a second instead of paying 8-10 s for
+TensorFlow. A clip's softmax temperature is :func:`calibration_temperature`, the one formula that
+fitting (:func:`ser_lib.evaluate.fit_calibration`) and prediction share.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
-
-def import_keras():
-    """Keras with TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) silenced."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    return keras
-
-
-# (units, dropout) of the hidden blocks: Dense(ReLU) -> BatchNormalization -> Dropout.
-HIDDEN_LAYERS = ((512, 0.3), (256, 0.3), (128, 0.3), (64, 0.2))
-
-
-def build_mlp(n_features: int, n_classes: int, *, learning_rate: float = 1e-3):
-    """The original 512-256-128-64 MLP, compiled with Adam and categorical cross-entropy.
-
-    With 195 inputs and 8 classes it has 277,192 parameters, 275,272 of them trainable.
-
-    Parameters
-    ----------
-    n_features, n_classes : int
-    learning_rate : float
-        Adam's learning rate.
-
-    Returns
-    -------
-    model : keras.Model
-    """
-    if n_features < 1 or n_classes < 2:
-        raise ValueError(f"Expected at least 1 feature and 2 classes, got n_features={n_features}, n_classes={n_classes}.")
-    keras = import_keras()
-    layers = keras.layers
-    inputs = keras.Input(shape=(n_features,), name="features")
-    x = inputs
-    for units, dropout in HIDDEN_LAYERS:
-        x = layers.Dense(units, activation="relu")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
-    model = keras.Model(inputs, outputs, name="ser_mlp")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def export_layers(model) -> list[dict]:
-    """A trained Keras model's inference computation as NumPy arrays, for :func:`forward`.
-
-    Supports Dense (linear, ReLU or softmax), BatchNormalization and Dropout (ignored at
-    inference) layers: everything :func:`build_mlp` makes.
-    """
-    exported = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in ("InputLayer", "Dropout"):
-            continue
-        if kind == "Dense":
-            kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
-            activation = layer.get_config()["activation"]
-            if activation not in ("linear", "relu", "softmax"):
-                raise ValueError(f"Cannot export Dense activation {activation!r}: expected linear, relu or softmax.")
-            exported.append({"kind": "dense", "kernel": kernel, "bias": bias, "activation": activation})
-        elif kind == "BatchNormalization":
-            gamma, beta, mean, variance = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
-            exported.append({
-                "kind": "batchnorm", "gamma": gamma, "beta": beta, "mean": mean, "variance": variance,
-                "epsilon": np.float32(layer.epsilon),
-            })
-        else:
-            raise ValueError(f"Cannot export a {kind} layer: expected Dense, BatchNormalization or Dropout.")
-    return exported
-
 
 def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of standardised features through exported layers.
@@ -94,7 +19,7 @@ def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> n
     Parameters
     ----------
     layers : list of dict
-        From :func:`export_layers` (or a saved bundle).
+        From a recipe's training (e.g. :func:`ser_lib.recipes.original.export_layers`) or a saved bundle.
     x : np.ndarray [shape=(n, n_features)]
     temperature : float or np.ndarray [shape=(n, 1)]
         Softmax temperature (calibration): logits are divided by it, one for all rows or one per
@@ -138,6 +63,16 @@ def atypicality(standardised: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.mean(standardised**2, axis=1), 1e-12))
 
 
+def calibration_temperature(temperature, slope, atypicality) -> np.ndarray:
+    """The softmax temperature of clips of the given :func:`atypicality`: ``temperature * exp(slope * atypicality)``.
+
+    With ``slope`` 0 every clip gets ``temperature``; with a positive slope, clips unlike the
+    training clips get softer probabilities. ``exp(slope * atypicality)`` is ``d ** slope`` for
+    ``d`` the clip's mean squared standardised feature.
+    """
+    return temperature * np.exp(slope * np.asarray(atypicality, dtype=np.float64))
+
+
 @dataclass
 class EmotionModel:
     """A trained classifier ready to predict: standardise, run the layers, softmax at a temperature.
@@ -158,12 +93,6 @@ class EmotionModel:
     temperature_slope: float = 0.0
     recipe: str = "original"
     metadata: dict = field(default_factory=dict)
-
-    def features(self, y: np.ndarray, sr: int) -> np.ndarray:
-        """This model's input features of a mono signal (its recipe's feature set)."""
-        from ser_lib.features import recipe_features
-
-        return recipe_features(y, sr=sr, recipe=self.recipe)
 
     @property
     def n_features(self) -> int:
@@ -191,7 +120,7 @@ class EmotionModel:
 
     def temperature_at(self, atypicality: np.ndarray) -> np.ndarray:
         """The calibration temperature of clips of the given :func:`atypicality`."""
-        return self.temperature * np.exp(self.temperature_slope * np.asarray(atypicality, dtype=np.float64))
+        return calibration_temperature(self.temperature, self.temperature_slope, atypicality)
 
     def atypicality(self, features: np.ndarray) -> np.ndarray:
         """:func:`atypicality` of raw feature rows under this model's scaler."""

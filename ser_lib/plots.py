@@ -33,8 +33,10 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from ser_lib.corpora import CORPORA, EMOTIONS
 from ser_lib.evaluate import expected_calibration_error
-from ser_lib.features import FEATURE_BLOCKS, FEATURE_SETTINGS
+from ser_lib.audio import CLIP_SECONDS, SAMPLE_RATE, load_audio
 from ser_lib.kernels import ensure_kernels
+from ser_lib.recipes.original import FEATURE_BLOCKS
+from ser_lib.recipes.original import SETTINGS as ORIGINAL_SETTINGS
 
 __all__ = [
     "CORPUS_COLORS",
@@ -544,9 +546,9 @@ def plot_audio_sample(
         )
 
     ensure_kernels()
-    hop = FEATURE_SETTINGS["hop_length"]
+    hop = ORIGINAL_SETTINGS["hop_length"]
     # The features' STFT size, shrunk to a power of two for clips shorter than one frame.
-    n_fft = min(FEATURE_SETTINGS["n_fft"], 2 ** int(np.floor(np.log2(y.size))))
+    n_fft = min(ORIGINAL_SETTINGS["n_fft"], 2 ** int(np.floor(np.log2(y.size))))
     hop = min(hop, n_fft // 4)
     spectrum_db = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)), ref=np.max)
     n_mfcc = FEATURE_BLOCKS["mfcc"]
@@ -1248,8 +1250,6 @@ def audio_sample_charts(predictions: pd.DataFrame, classes, *, n: int = 4, seed:
     ``predictions`` is a run's table (``path``, ``emotion``, ``p_<class>`` columns); the clips are a
     seeded choice, one per emotion while emotions last.
     """
-    from ser_lib.features import FEATURE_SETTINGS, load_audio
-
     if len(predictions) == 0:
         raise ValueError("Expected at least one test prediction to show, got an empty table.")
     shuffled = predictions.sample(frac=1.0, random_state=seed)
@@ -1257,12 +1257,11 @@ def audio_sample_charts(predictions: pd.DataFrame, classes, *, n: int = 4, seed:
     if len(chosen) < n:
         chosen = pd.concat([chosen, shuffled.drop(chosen.index).head(n - len(chosen))])
     charts = {}
-    sr = FEATURE_SETTINGS["sample_rate"]
     for index, row in enumerate(chosen.itertuples(index=False), start=1):
-        y = load_audio(row.path, sr=sr, duration=FEATURE_SETTINGS["duration"])
+        y = load_audio(row.path, sr=SAMPLE_RATE, duration=CLIP_SECONDS)
         probabilities = {c: float(getattr(row, f"p_{c}")) for c in classes}
         name = f"12_audio_sample_{index}_{row.emotion}"
-        charts[name] = plot_audio_sample(y, sr, true_label=row.emotion, probabilities=probabilities, title=Path(row.path).name)
+        charts[name] = plot_audio_sample(y, SAMPLE_RATE, true_label=row.emotion, probabilities=probabilities, title=Path(row.path).name)
     return charts
 
 

@@ -44,10 +44,14 @@ from pathlib import Path
 import numpy as np
 
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
-from ser_lib.features import FEATURE_SETTINGS, MIN_DURATION, AudioError, check_audio_path, load_audio, truncation_warning
+from ser_lib.audio import CLIP_SECONDS, MIN_DURATION, SAMPLE_RATE, AudioError, check_audio_path, load_audio, truncation_warning
 from ser_lib.kernels import ensure_kernels
 from ser_lib.model import EmotionModel
+from ser_lib.recipes import get_recipe
 
+# A long recording's windows: the original recipe's 3 s clip, every 1.5 s; and the silence gate.
+WINDOW_SECONDS = CLIP_SECONDS
+HOP_SECONDS = 1.5
 SILENCE_DB = -60.0
 # Whole-clip recipes were trained on corpus clips of up to about 7.5 s (SAVEE), read whole: a file
 # up to this long is such a clip and read whole too; a longer one is a recording, read in windows.
@@ -161,8 +165,8 @@ def predict_emotion(
     path,
     artifacts_dir="artifacts",
     *,
-    window: float = 3.0,
-    hop: float = 1.5,
+    window: float = WINDOW_SECONDS,
+    hop: float = HOP_SECONDS,
     silence_db: float = SILENCE_DB,
     n_jobs: int = 1,
     progress: bool = True,
@@ -212,14 +216,36 @@ def predict_emotion(
 def _check_windowing(window, hop) -> tuple[float, float]:
     window, hop = float(window), float(hop)
     if not (np.isfinite(window) and window >= MIN_DURATION):
-        raise ValueError(f"window={window!r} s: expected at least {MIN_DURATION} s (the model was trained on 3 s).")
+        raise ValueError(f"window={window!r} s: expected at least {MIN_DURATION} s (the model was trained on {CLIP_SECONDS:g} s).")
     if not (np.isfinite(hop) and hop > 0):
         raise ValueError(f"hop={hop!r} s: expected a step of more than 0 s, e.g. half the window.")
     return window, hop
 
 
-def _sample_rate(model: EmotionModel) -> int:
-    return int(model.metadata.get("feature_settings", FEATURE_SETTINGS).get("sample_rate", FEATURE_SETTINGS["sample_rate"]))
+def signal_probabilities(model: EmotionModel, signals) -> np.ndarray:
+    """Class probabilities of mono signals at the model's sample rate: its recipe's features, then the model.
+
+    The one path from audio to probabilities: clips, the windows of a long recording and batches
+    all go through it.
+
+    Parameters
+    ----------
+    model : EmotionModel
+    signals : sequence of np.ndarray [shape=(n,)]
+
+    Returns
+    -------
+    probabilities : np.ndarray [shape=(len(signals), n_classes)]
+    """
+    recipe = get_recipe(model.recipe)
+    return model.predict_proba(np.stack([recipe.compute(y, sr=recipe.sample_rate) for y in signals]))
+
+
+def _clip_probabilities(path, model: EmotionModel, window: float) -> tuple[np.ndarray, float]:
+    """A clip's probabilities and the seconds read: its first ``window`` seconds, or all of it for a whole-clip recipe."""
+    recipe = get_recipe(model.recipe)
+    y = load_audio(path, sr=recipe.sample_rate, duration=_clip_duration(model, window))
+    return signal_probabilities(model, [y])[0], y.size / recipe.sample_rate
 
 
 def _probe(path: Path) -> tuple[float | None, str | None]:
@@ -242,10 +268,8 @@ def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=Fa
         result = _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
                                n_jobs=n_jobs, progress=progress)
     else:
-        sr = _sample_rate(model)
-        y = load_audio(path, sr=sr, duration=_clip_duration(model, window))
-        probabilities = model.predict_proba(model.features(y, sr))[0]
-        result = _summarise(model, probabilities[None, :], duration=y.size / sr if duration is None else duration,
+        clip, seconds_read = _clip_probabilities(path, model, window)
+        result = _summarise(model, clip[None, :], duration=seconds_read if duration is None else duration,
                             timeline=None, n_windows=1, n_silent=0)
     result.__dict__["warning"] = warning
     return result
@@ -262,8 +286,7 @@ def _is_recording(model, duration: float | None, window: float, hop: float) -> b
 
 def _clip_duration(model, window: float) -> float | None:
     """How much of a clip to read, as the recipe was trained: its first ``window`` seconds, or all (None)."""
-    whole = model.metadata.get("feature_settings", FEATURE_SETTINGS).get("duration", window) is None
-    return None if whole else window
+    return None if get_recipe(model.recipe).clip_seconds is None else window
 
 
 def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_silent) -> Prediction:
@@ -310,7 +333,7 @@ def window_starts(n_samples: int, window: int, hop: int) -> np.ndarray:
     if n_samples < window:
         return np.zeros(1, dtype=np.int64)
     starts = np.arange(0, n_samples - window + 1, hop, dtype=np.int64)
-    if n_samples - (starts[-1] + window) >= MIN_DURATION * FEATURE_SETTINGS["sample_rate"]:
+    if n_samples - (starts[-1] + window) >= MIN_DURATION * SAMPLE_RATE:
         starts = np.append(starts, n_samples - window)
     return starts
 
@@ -376,16 +399,11 @@ def _level_db(samples: np.ndarray) -> float:
     return 10 * math.log10(power) if power > 0 else -math.inf
 
 
-def _window_probabilities(model: EmotionModel, windows: np.ndarray, sr: int) -> np.ndarray:
-    """Probabilities of a stack of windows [shape=(n, window)]; runs in worker processes."""
-    return model.predict_proba(np.stack([model.features(w, sr) for w in windows]))
-
-
 def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress) -> Prediction:
     import pandas as pd
     from tqdm.auto import tqdm
 
-    sr = _sample_rate(model)
+    sr = get_recipe(model.recipe).sample_rate
     window_n, hop_n = int(round(window * sr)), int(round(hop * sr))
     starts, levels, voiced_index = [], [], []
 
@@ -409,12 +427,12 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
     expected = len(window_starts(int(round(duration * sr)), window_n, hop_n))
     with tqdm(total=expected, desc=f"Windows of {path.name}", unit="window", disable=not progress, leave=False) as bar:
         if n_jobs == 1:
-            results = [_window_probabilities(model, stack, sr) for stack in jobs()]
+            results = [signal_probabilities(model, stack) for stack in jobs()]
         else:
             from joblib import Parallel, delayed
 
             runner = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2*n_jobs")
-            results = list(runner(delayed(_window_probabilities)(model, stack, sr) for stack in jobs()))
+            results = list(runner(delayed(signal_probabilities)(model, stack) for stack in jobs()))
     classes = list(model.classes)
     voiced = np.concatenate(results) if results else np.empty((0, len(classes)))
     n = len(starts)
@@ -442,14 +460,13 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
 # ---------------------------------------------------------------------------------------------
 
 
-def _predict_clips_worker(paths, artifacts_dir, window, sr):
-    """Probabilities (or the reason there are none) of a batch of clips; runs in worker processes."""
+def _predict_clips_worker(paths, artifacts_dir, window):
+    """Probabilities and seconds read (or the reason there are none) of a batch of clips; runs in worker processes."""
     model = get_model(artifacts_dir)
     out = []
     for path in paths:
         try:
-            y = load_audio(path, sr=sr, duration=_clip_duration(model, window))
-            out.append((model.predict_proba(model.features(y, sr))[0], y.size / sr, None))
+            out.append((*_clip_probabilities(path, model, window), None))
         except (OSError, ValueError) as error:
             out.append((None, None, str(error)))
     return out
@@ -459,8 +476,8 @@ def predict_many(
     paths,
     artifacts_dir="artifacts",
     *,
-    window: float = 3.0,
-    hop: float = 1.5,
+    window: float = WINDOW_SECONDS,
+    hop: float = HOP_SECONDS,
     silence_db: float = SILENCE_DB,
     n_jobs: int = 1,
     progress: bool = True,
@@ -489,7 +506,6 @@ def predict_many(
     window, hop = _check_windowing(window, hop)
     model = get_model(artifacts_dir)
     classes = list(model.classes)
-    sr = _sample_rate(model)
     paths = [str(p) for p in paths]
     results: list = [None] * len(paths)
     durations, file_warnings = [None] * len(paths), [None] * len(paths)
@@ -510,7 +526,7 @@ def predict_many(
         workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
         size = max(1, min(8, len(clips) // (4 * workers)))
         batches = [clips[i : i + size] for i in range(0, len(clips), size)]
-        arguments = [([paths[i] for i in chunk], str(artifacts_dir), window, sr) for chunk in batches]
+        arguments = [([paths[i] for i in chunk], str(artifacts_dir), window) for chunk in batches]
         if n_jobs == 1:
             outputs = (_predict_clips_worker(*args) for args in arguments)
         else:

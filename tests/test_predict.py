@@ -16,7 +16,7 @@ import soxr
 
 import ser_lib
 from ser_lib import cli, predict
-from ser_lib.features import AudioError
+from ser_lib.audio import AudioError
 
 from conftest import voiced_signal
 
@@ -130,7 +130,7 @@ def test_a_long_recording_gets_a_timeline_and_silence_is_left_out(bundle, classe
     assert result.dominance == pytest.approx(np.mean(voiced.argmax(axis=1) == classes.index(result.emotion)))
     # Each window's probabilities are the model's on exactly that stretch of audio.
     model = ser_lib.load_bundle(bundle)
-    first = model.predict_proba(model.features(soundfile.read(path, dtype="float32")[0][:3 * SR], SR))[0]
+    first = predict.signal_probabilities(model, [soundfile.read(path, dtype="float32")[0][:3 * SR]])[0]
     np.testing.assert_allclose(timeline.loc[0, classes].to_numpy(float), first, atol=1e-6)
     assert result.plot_timeline() is not None and result.plot_distribution() is not None
 

@@ -11,7 +11,7 @@ import pytest
 
 import ser_lib
 from ser_lib import artifacts, cli
-from ser_lib.train import make_split
+from ser_lib.training import make_split
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +28,15 @@ def trained(demo_features, tmp_path_factory):
     return run, bundle
 
 
-def test_the_original_mlp_has_the_original_parameter_count():
+def test_the_original_mlp_has_the_original_parameter_count_and_its_table_says_so():
     model = ser_lib.build_mlp(195, 8)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert model.count_params() == 277_192 and trainable == 275_272
+    # The notebook's model table, computed without Keras, agrees with Keras layer by layer.
+    table = ser_lib.get_recipe("original").describe_model(195, 8)
+    assert table.iloc[-1][["parameters", "trainable"]].tolist() == [277_192, 275_272]
+    keras_counts = [layer.count_params() for layer in model.layers if layer.count_params() or "dropout" in layer.name]
+    assert table["parameters"].iloc[:-1].tolist() == keras_counts
 
 
 def test_numpy_forward_gives_keras_probabilities(trained, demo_features):
@@ -171,7 +176,7 @@ def test_predict_many_records_a_bad_file_and_predicts_the_rest(trained, demo_fea
     broken.write_text("not audio")
     paths = [demo_features["path"].iloc[0], broken, demo_features["path"].iloc[1]]
     table = ser_lib.predict_many(paths, bundle, progress=False)
-    assert list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "error"]
+    assert list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "warning", "error"]
     assert table["error"].tolist()[0] == "" and "Cannot decode" in table["error"].iloc[1]
     assert table["emotion"].notna().tolist() == [True, False, True]
 
@@ -185,7 +190,7 @@ def test_cli_predict_writes_one_row_per_file_and_fails_when_a_file_does(trained,
     out = tmp_path / "predictions.csv"
     assert cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"]) == 0
     table = pd.read_csv(out, keep_default_na=False)
-    assert len(table) == 3 and list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "error"]
+    assert len(table) == 3 and list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "warning", "error"]
     (folder / "bad.wav").write_bytes(b"RIFF")
     assert cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"]) == 1
     assert "1 of 4 files could not be predicted" in capsys.readouterr().err

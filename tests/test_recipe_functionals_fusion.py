@@ -1,8 +1,11 @@
-"""The "best" recipe: rich features, training-only speed perturbation, the fused logistic model, its bundle."""
+"""The functionals_fusion recipe (alias "best"): its features, training-only speed perturbation, the fused model, its bundle."""
 
-import importlib
+import dataclasses
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,21 +14,25 @@ import soundfile
 
 import ser_lib
 from conftest import voiced_signal
-training = importlib.import_module("ser_lib.train")  # ser_lib.train is also the function
-from ser_lib.features import FEATURE_NAMES, RECIPES, extract_features, extract_many
+from ser_lib import recipes
+from ser_lib.features import augment_signal, extract_features, extract_many
 from ser_lib.model import softmax
-from ser_lib.rich_features import MEMBER_COLUMNS, N_FEATURES, augment_signal, compute_rich_features
+from ser_lib.recipes import functionals_fusion, get_recipe
+from ser_lib.recipes.functionals_fusion import MEMBER_COLUMNS, N_FEATURES
+from ser_lib.recipes.original import FEATURE_NAMES
+
+FUSION = get_recipe("best")
 
 pytest.importorskip("opensmile")
 
 
 @pytest.fixture(scope="module")
 def two_second_features():
-    return compute_rich_features(voiced_signal(2.0, f0=140.0), sr=22050)
+    return functionals_fusion.compute(voiced_signal(2.0, f0=140.0), sr=22050)
 
 
 def test_features_have_their_names_and_are_finite(two_second_features):
-    names = list(RECIPES["best"]["names"])
+    names = list(FUSION.feature_names)
     assert two_second_features.shape == (N_FEATURES,) == (7784,) and two_second_features.dtype == np.float32
     assert np.all(np.isfinite(two_second_features))
     assert len(names) == len(set(names)) == N_FEATURES
@@ -36,7 +43,7 @@ def test_features_have_their_names_and_are_finite(two_second_features):
 
 
 def test_modulation_spectrum_finds_the_syllable_rate(two_second_features):
-    values = dict(zip(RECIPES["best"]["names"], two_second_features))
+    values = dict(zip(FUSION.feature_names, two_second_features))
     # voiced_signal's loudness envelope is sin(2 pi 3 t)^2: it beats at 6 Hz.
     shares = {band: values[f"modulation_all_{band}"] for band in ("0.25-0.5Hz", "0.5-1Hz", "1-2Hz", "2-4Hz", "4-8Hz", "8-16Hz", "16-32Hz")}
     assert max(shares, key=shares.get) == "4-8Hz" and shares["4-8Hz"] > np.log(0.5)
@@ -48,14 +55,14 @@ def test_pitch_contour_follows_a_rising_glide():
     f0 = 120 * 2 ** (t / seconds)  # one octave up, 120 to 240 Hz
     phase = 2 * np.pi * np.cumsum(f0) / sr
     glide = (0.3 * sum(np.sin(k * phase) / k for k in range(1, 8)) / 2).astype(np.float32)
-    values = dict(zip(RECIPES["best"]["names"], compute_rich_features(glide, sr=sr)))
+    values = dict(zip(FUSION.feature_names, functionals_fusion.compute(glide, sr=sr)))
     contour = np.array([values[f"contour_log2_f0_part{k}"] for k in range(8)])
     assert np.all(np.diff(contour) > 0) and contour[-1] - contour[0] == pytest.approx(7 / 8, abs=0.15)
     assert all(values[f"contour_voiced_part{k}"] == 1 for k in range(8))
 
 
 def test_pitch_and_duration_statistics_have_known_answers(two_second_features):
-    values = dict(zip(RECIPES["best"]["names"], two_second_features))
+    values = dict(zip(FUSION.feature_names, two_second_features))
     # 140 Hz with +-5% vibrato; the envelope's quiet gaps are not voiced.
     assert values["log2_f0_mean"] == pytest.approx(np.log2(140.0), abs=0.05)
     assert values["log2_f0_p90"] - values["log2_f0_p10"] < 0.2
@@ -63,24 +70,37 @@ def test_pitch_and_duration_statistics_have_known_answers(two_second_features):
 
 
 def test_importing_ser_lib_does_not_import_opensmile():
-    code = "import sys, ser_lib; assert len(ser_lib.features.RECIPES['best']['names']) == 7784; print('opensmile' in sys.modules)"
+    code = "import sys, ser_lib; assert len(ser_lib.get_recipe('best').feature_names) == 7784; print('opensmile' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_in_one_process_with_tensorflow_the_features_work_or_say_why_never_crash():
+    features = "from conftest import voiced_signal; print(ser_lib.get_recipe('best').compute(voiced_signal(1.0), sr=22050).shape)"
+    # Training the original recipe imports TensorFlow the safe way: openSMILE's library first.
+    after_training = subprocess.run([sys.executable, "-c", f"import ser_lib; ser_lib.build_mlp(195, 8); {features}"],
+                                    capture_output=True, text=True, cwd=Path(__file__).parent)
+    assert after_training.returncode == 0 and "(7784,)" in after_training.stdout, after_training.stderr[-2000:]
+    # TensorFlow imported by the user first: an error that says what to do, not a dead process.
+    after_tensorflow = subprocess.run([sys.executable, "-c", f"import tensorflow, ser_lib; {features}"],
+                                      capture_output=True, text=True, cwd=Path(__file__).parent)
+    assert after_tensorflow.returncode == 1 and "RuntimeError: The functionals_fusion recipe's openSMILE features cannot" \
+        " be computed in a process that imported TensorFlow" in after_tensorflow.stderr
 
 
 def test_the_whole_file_counts_for_best_and_three_seconds_for_original(write_wav):
     speech = voiced_signal(3.0, f0=140.0)
     short = write_wav("short.wav", data=speech)
     longer = write_wav("longer.wav", data=np.concatenate([speech, voiced_signal(1.5, f0=220.0, seed=3)]))
-    assert RECIPES["best"]["settings"]["duration"] is None and RECIPES["original"]["settings"]["duration"] == 3.0
+    assert FUSION.clip_seconds is None and get_recipe("original").clip_seconds == 3.0
     np.testing.assert_array_equal(extract_features(short), extract_features(longer))
     assert not np.allclose(extract_features(short, recipe="best"), extract_features(longer, recipe="best"))
 
 
 def test_a_three_second_window_has_features_too():
     window = voiced_signal(3.0, f0=200.0, seed=4)
-    features = ser_lib.EmotionModel(classes=["a", "b"], layers=[], scaler_mean=np.zeros(N_FEATURES),
-                                    scaler_scale=np.ones(N_FEATURES), recipe="best").features(window, 22050)
+    features = FUSION.compute(window, sr=22050)
     assert features.shape == (N_FEATURES,) and np.all(np.isfinite(features))
 
 
@@ -100,7 +120,7 @@ def test_unknown_augmentations_are_refused(write_wav):
 
 def test_best_features_need_its_sample_rate():
     with pytest.raises(ValueError, match="defined at 22050 Hz, got sr=16000"):
-        compute_rich_features(voiced_signal(1.0, sr=16000), sr=16000)
+        functionals_fusion.compute(voiced_signal(1.0, sr=16000), sr=16000)
 
 
 def test_extract_many_adds_augmented_rows_cached_under_their_own_keys(write_wav, tmp_path):
@@ -146,7 +166,7 @@ def test_no_augmented_copy_of_a_validation_or_test_clip_is_trained_on(monkeypatc
         return {"layers": [layer], "keras_model": None, "history": pd.DataFrame(), "settings": {},
                 "scaler_mean": np.zeros(x.shape[1], np.float32), "scaler_scale": np.ones(x.shape[1], np.float32)}
 
-    monkeypatch.setitem(training.RECIPE_TRAINERS, "original", spy)
+    monkeypatch.setitem(recipes.RECIPES, "original", dataclasses.replace(recipes.RECIPES["original"], fit=spy))
     split = None
     originals = table["augmentation"] == "none"
     by_speaker = table["speaker"].map({"ravdess_01": "test", "ravdess_02": "validation"}).fillna("train")
@@ -193,7 +213,7 @@ def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
     x[:, 2000:2040] -= y[:, None] * 0.5
     x[:, 7600:7610] += y[:, None] * 0.3
     parts = {"train": groups < 6, "validation": np.zeros(n, dtype=bool), "test": groups >= 6}
-    fitted = training._fit_best(x, y, parts, n_classes=n_classes, progress=False, description="", groups=groups)
+    fitted = functionals_fusion.fit(x, y, parts, n_classes=n_classes, progress=False, description="", groups=groups)
     members = fitted["settings"]["members"]
     assert list(members) == ["frame_egemaps", "compare", "modulation"]
     expected = np.mean([_member_logits(x, y, parts["train"], members[m]["C"], members[m]["columns"]) for m in members], axis=0)
@@ -201,7 +221,7 @@ def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
                                  scaler_scale=fitted["scaler_scale"], recipe="best")
     np.testing.assert_allclose(model.predict_proba(x), softmax(expected), atol=1e-5)
     assert list(fitted["history"].columns) == ["loss", "accuracy", "val_loss", "val_accuracy"] and len(fitted["history"]) == 1
-    for member, grid in training.BEST_C_GRIDS.items():
+    for member, grid in functionals_fusion.C_GRIDS.items():
         accuracies = members[member]["cv_accuracy"]
         assert members[member]["C"] in grid and accuracies[str(members[member]["C"])] == max(accuracies.values())
     # Calibration: one out-of-fold prediction per training clip, none for test.
@@ -220,7 +240,7 @@ def test_best_recipe_needs_two_training_speakers():
     x = np.zeros((6, N_FEATURES), dtype=np.float32)
     parts = {"train": np.array([1, 1, 1, 1, 0, 0], bool), "validation": np.zeros(6, bool), "test": np.array([0, 0, 0, 0, 1, 1], bool)}
     with pytest.raises(ValueError, match="expected at least 2, got 1"):
-        training._fit_best(x, np.array([0, 1, 0, 1, 0, 1]), parts, n_classes=2, progress=False, description="",
+        functionals_fusion.fit(x, np.array([0, 1, 0, 1, 0, 1]), parts, n_classes=2, progress=False, description="",
                            groups=np.array(["a"] * 4 + ["b"] * 2))
 
 
@@ -239,7 +259,15 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     ser_lib.save_bundle(run, tmp_path / "bundle")
     assert not (tmp_path / "bundle" / "best_ser_model.keras").exists()
     model = ser_lib.load_bundle(tmp_path / "bundle")
-    assert model.recipe == "best" and model.n_features == N_FEATURES and model.metadata["feature_settings"]["duration"] is None
+    assert model.recipe == "functionals_fusion" and model.n_features == N_FEATURES and model.metadata["feature_settings"]["duration"] is None
+    # A bundle saved before the recipes had their own names says "best" (its only other difference).
+    old = Path(shutil.copytree(tmp_path / "bundle", tmp_path / "old_bundle"))
+    metadata = json.loads((old / "model_metadata.json").read_text())
+    (old / "model_metadata.json").write_text(json.dumps({**metadata, "recipe": "best"}))
+    old_model = ser_lib.load_bundle(old)
+    assert old_model.recipe == "functionals_fusion"
+    clip = run.predictions["path"].iloc[0]
+    assert ser_lib.predict_emotion(clip, old)[2] == ser_lib.predict_emotion(clip, tmp_path / "bundle")[2]
 
     # The bundle's probabilities are the three sklearn members' fused softmax at the fitted temperature.
     originals = features[features["augmentation"] == "none"]
@@ -278,9 +306,7 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
 
 
 def _synthetic_best_table(n_speakers=8, clips=6, seed=0):
-    """Like ``_synthetic_table`` with the best recipe's columns; column 0 holds a row id, a few columns the label."""
-    from ser_lib.features import RECIPES
-
+    """Like ``_synthetic_table`` with the fusion recipe's columns; column 0 holds a row id, a few columns the label."""
     rng = np.random.default_rng(seed)
     emotions = ["angry", "happy", "sad"]
     rows = [{"path": f"/data/Actor_{s:02d}/{c:02d}.wav", "corpus": "RAVDESS", "speaker": f"ravdess_{s:02d}",
@@ -293,7 +319,7 @@ def _synthetic_best_table(n_speakers=8, clips=6, seed=0):
     x[:, 1:20] += label[:, None] * 0.7
     x[:, 2000:2040] -= label[:, None] * 0.4
     x[:, 0] = np.arange(len(table))
-    return pd.concat([table, pd.DataFrame(x, columns=list(RECIPES["best"]["names"]))], axis=1)
+    return pd.concat([table, pd.DataFrame(x, columns=list(FUSION.feature_names))], axis=1)
 
 
 def test_best_recipe_chooses_and_calibrates_out_of_fold_over_training_speakers_never_test(monkeypatch):
@@ -301,20 +327,20 @@ def test_best_recipe_chooses_and_calibrates_out_of_fold_over_training_speakers_n
     originals = table["augmentation"] == "none"
     split = table.loc[originals, "speaker"].map({"ravdess_01": "test", "ravdess_02": "test", "ravdess_03": "validation"})
     split = split.fillna("train")
-    folds, calls, speaker_folds = [], [], training._speaker_folds
+    folds, calls, speaker_folds = [], [], functionals_fusion._speaker_folds
 
     def spy(groups, fit_rows, is_copy):
         calls.append((groups, is_copy))
         folds.extend(speaker_folds(groups, fit_rows, is_copy))
         return folds
 
-    monkeypatch.setattr(training, "_speaker_folds", spy)
+    monkeypatch.setattr(functionals_fusion, "_speaker_folds", spy)
     run = ser_lib.train(table, recipe="best", split=split, seed=0, progress=False)
 
     [(speaker_of, is_copy)] = calls  # per row of the training matrix: originals, then copies of training clips
     test_speakers = {"ravdess_01", "ravdess_02"}
     train_speakers = {f"ravdess_{s:02d}" for s in range(3, 9)}  # with the validation speaker
-    assert len(folds) == min(training.BEST_CV_FOLDS, len(train_speakers))
+    assert len(folds) == min(functionals_fusion.CV_FOLDS, len(train_speakers))
     predicted = np.concatenate([np.flatnonzero(held) for _, held in folds])
     # Every training clip is predicted once, by a model that saw no clip (nor copy) of its speaker; test never appears.
     assert len(predicted) == len(set(predicted)) == (originals & table["speaker"].isin(train_speakers)).sum()

@@ -18,18 +18,15 @@ import pandas as pd
 
 from ser_lib import evaluate
 from ser_lib.features import feature_matrix
-from ser_lib.model import EmotionModel, atypicality, build_mlp, export_layers, forward, import_keras, softmax
+from ser_lib.model import EmotionModel, softmax
+from ser_lib.recipes import get_recipe
+from ser_lib.recipes.original import TRAINING_DEFAULTS
 
 PROTOCOLS = ("speaker", "random", "corpus", "none")
 # The original notebook's train / validation / test shares.
 SPLIT_FRACTIONS = {"train": 0.713, "validation": 0.132, "test": 0.155}
 # Share of validation predictions kept confident; the least confident fifth is marked uncertain.
 ABSTAIN_COVERAGE = 0.8
-# Recipes that choose their settings and calibrate by cross-validation over the training speakers,
-# so the validation part is trained on too (train() merges it into the train part).
-CROSS_VALIDATED_RECIPES = ("best",)
-# The original's training settings.
-TRAINING_DEFAULTS = {"epochs": 100, "batch_size": 32, "patience": 15, "lr_patience": 5, "lr_factor": 0.5, "learning_rate": 1e-3}
 
 
 def split_random(table: pd.DataFrame, *, seed: int = 0) -> pd.Series:
@@ -159,12 +156,13 @@ def train(
         From :func:`ser_lib.extract_many` with the same ``recipe``: the labels (``emotion``,
         ``corpus``, ``speaker``, ...) and the recipe's feature columns.
     recipe : str
-        ``"original"``: the 512-256-128-64 MLP on the 195 features; ``"best"``: three logistic
-        regressions on the 7,784 rich features, fused (see ``RECIPE_TRAINERS``), which chooses
-        its settings and calibrates by speaker-grouped cross-validation and so trains on the
-        train and validation parts together. Rows with an ``augmentation`` other than
-        ``"none"`` are training copies: the split is made on the original clips, and only copies
-        of training clips (same ``path``) are trained on.
+        A name of :func:`ser_lib.recipes.recipe_names`: ``"original"`` (the 512-256-128-64 MLP on
+        the 195 features) or ``"functionals_fusion"`` (alias ``"best"``: three fused logistic
+        regressions on 7,784 functionals). A recipe that chooses its settings and calibrates by
+        speaker-grouped cross-validation (``cross_validated``) trains on the train and validation
+        parts together. Rows with an ``augmentation`` other than ``"none"`` are training copies:
+        the split is made on the original clips, and only copies of training clips (same
+        ``path``) are trained on.
     protocol : {'speaker', 'random', 'corpus', 'none'}
         How to split (see the module docstring); ``corpus`` tests on ``test_corpus``; ``none``
         keeps no test part (every speaker trains; the metrics hold only ``n`` = 0, the temperature
@@ -192,8 +190,7 @@ def train(
         and validation speakers), else the validation part's (``original``); the abstention threshold
         comes from the same predictions. ``settings["calibrated_on"]`` says which.
     """
-    if recipe not in RECIPE_TRAINERS:
-        raise ValueError(f"Unknown recipe {recipe!r}: expected one of {sorted(RECIPE_TRAINERS)}.")
+    recipe = get_recipe(recipe)
     features, augmented, split = _separate_augmented(features, split)
     missing = {"emotion", "corpus", "speaker"} - set(features.columns)
     if missing:
@@ -206,7 +203,7 @@ def train(
         protocol = "given"
     parts = {name: (split == name).to_numpy() for name in SPLIT_FRACTIONS}
     required = list(SPLIT_FRACTIONS)
-    if recipe in CROSS_VALIDATED_RECIPES:
+    if recipe.cross_validated:
         # Its settings and calibration come from cross-validation over the training speakers:
         # validation speakers are more training speakers.
         parts = {"train": parts["train"] | parts["validation"], "validation": np.zeros(len(split), dtype=bool),
@@ -230,14 +227,14 @@ def train(
     # The first len(x) rows are the original clips, the rest augmented copies of training clips.
     is_copy = np.arange(len(x_fit)) >= len(x)
     start = time.perf_counter()
-    fitted = RECIPE_TRAINERS[recipe](
+    fitted = recipe.fit(
         x_fit, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size, patience=patience,
-        progress=progress, description=f"Training {recipe} ({protocol} split)", groups=groups_fit, is_copy=is_copy,
+        progress=progress, description=f"Training {recipe.name} ({protocol} split)", groups=groups_fit, is_copy=is_copy,
     )
     train_seconds = time.perf_counter() - start
     model = EmotionModel(
         classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"], scaler_scale=fitted["scaler_scale"],
-        recipe=recipe,
+        recipe=recipe.name,
     )
 
     # Calibration and the abstention threshold come from held-out predictions, never from test: the
@@ -281,7 +278,7 @@ def train(
         keras_model=fitted["keras_model"], history=fitted["history"], split=split, predictions=predictions,
         metrics=metrics, per_corpus=evaluate.per_group_metrics(predictions, predictions["predicted"], classes),
         train_seconds=train_seconds,
-        settings={"recipe": recipe, "augmented_train_rows": int(len(x_fit) - len(x)), "calibrated_on": calibrated_on,
+        settings={"recipe": recipe.name, "augmented_train_rows": int(len(x_fit) - len(x)), "calibrated_on": calibrated_on,
                   "calibration_clips": int(len(calibration_labels)), **fitted["settings"]},
     )
 
@@ -327,187 +324,6 @@ def _add_augmented_training_rows(x, y, parts, features, augmented, *, recipe, cl
     speaker_of = dict(zip(features["path"], features["speaker"]))
     groups_fit = np.concatenate([groups, kept["path"].map(speaker_of).to_numpy()])
     return x_fit, y_fit, parts_fit, groups_fit
-
-
-def _fit_original(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description, **_) -> dict:
-    """The original recipe: standardise, then the 512-256-128-64 MLP with the original's callbacks."""
-    keras = import_keras()
-    import tensorflow as tf
-    from sklearn.preprocessing import StandardScaler
-    from tqdm.keras import TqdmCallback
-
-    scaler = StandardScaler().fit(x[parts["train"]])
-    x_scaled = scaler.transform(x).astype(np.float32)
-    one_hot = np.eye(n_classes, dtype=np.float32)[y]
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    model = build_mlp(x.shape[1], n_classes, learning_rate=TRAINING_DEFAULTS["learning_rate"])
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=TRAINING_DEFAULTS["lr_factor"], patience=TRAINING_DEFAULTS["lr_patience"], min_lr=1e-6
-        ),
-    ]
-    if progress:
-        callbacks.append(TqdmCallback(verbose=0, desc=description))
-    fitted = model.fit(
-        x_scaled[parts["train"]], one_hot[parts["train"]],
-        validation_data=(x_scaled[parts["validation"]], one_hot[parts["validation"]]),
-        epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks,
-    )
-    history = pd.DataFrame(fitted.history).rename_axis("epoch")
-    return {
-        "layers": export_layers(model), "keras_model": model, "history": history,
-        "scaler_mean": scaler.mean_.astype(np.float32), "scaler_scale": scaler.scale_.astype(np.float32),
-        "settings": {"epochs": epochs, "batch_size": batch_size, "patience": patience, "epochs_run": len(history),
-                     **{k: v for k, v in TRAINING_DEFAULTS.items() if k not in ("epochs", "batch_size", "patience")}},
-    }
-
-
-# C grids of the best recipe's three members, as searched in the speaker-CV study.
-BEST_C_GRIDS = {"frame_egemaps": (0.003, 0.01, 0.03), "compare": (0.001, 0.01, 0.1), "modulation": (0.001, 0.003, 0.01)}
-# Speaker-grouped folds over the training speakers whose out-of-fold predictions choose each
-# member's C and calibrate the fused model: leave one speaker out up to 12 speakers, so each
-# fold's model is trained on nearly as many voices as the final one (with 12 RAVDESS training
-# actors: 64.2% against 62.8% with 6 folds of 2, and a better-matched temperature).
-BEST_CV_FOLDS = 12
-
-
-def _fit_member(x, y, fit_rows, columns, c, n_classes):
-    """One member: standardise its columns on ``fit_rows``, fit a logistic regression at ``c``.
-
-    Returns the scaler's mean and scale and the logit weights for all ``n_classes``: a class
-    missing from the fitted rows gets no weights and a logit far below the others.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    first, last = columns
-    scaler = StandardScaler().fit(x[fit_rows, first:last])
-    classifier = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x[fit_rows, first:last]), y[fit_rows])
-    coef = np.zeros((n_classes, last - first))
-    intercept = np.full(n_classes, -30.0)
-    coef[classifier.classes_], intercept[classifier.classes_] = classifier.coef_, classifier.intercept_
-    return scaler.mean_, scaler.scale_, coef, intercept
-
-
-def _member_logits(fitted_member, x, columns):
-    mean, scale, coef, intercept = fitted_member
-    first, last = columns
-    return (x[:, first:last] - mean) / scale @ coef.T + intercept
-
-
-def _fold_logits(x, y, fit_rows, predict_rows, columns, c, n_classes):
-    """A member fitted on ``fit_rows`` at ``c``: its logits for ``predict_rows``."""
-    return _member_logits(_fit_member(x, y, fit_rows, columns, c, n_classes), x[predict_rows], columns)
-
-
-def _speaker_folds(groups, fit_rows, is_copy):
-    """(rows to fit, original rows to predict) of each speaker-grouped fold over ``fit_rows``.
-
-    A copy has its clip's speaker, so no version of a held-out clip is fitted on.
-    """
-    from sklearn.model_selection import GroupKFold
-
-    fit_index = np.flatnonzero(fit_rows)
-    n_speakers = len(np.unique(groups[fit_index]))
-    if n_speakers < 2:
-        raise ValueError(f"The best recipe cross-validates over training speakers: expected at least 2, got {n_speakers}.")
-    folds = []
-    for _, held_index in GroupKFold(n_splits=min(BEST_CV_FOLDS, n_speakers)).split(fit_index, groups=groups[fit_index]):
-        held_out = np.isin(groups, np.unique(groups[fit_index[held_index]]))
-        folds.append((fit_rows & ~held_out, fit_rows & held_out & ~is_copy))
-    return folds
-
-
-def _fit_best(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, n_jobs=-1, **_) -> dict:
-    """The best recipe: late fusion (mean logits) of three multinomial logistic regressions.
-
-    Members (``ser_lib.rich_features.MEMBER_COLUMNS``): ``frame_egemaps`` sees the frame
-    statistics and eGeMAPS, ``compare`` the ComParE functionals, ``modulation`` the modulation
-    spectrum and contours; each is standardised on the rows it is fitted on. Each member's C is
-    the value of its grid (``BEST_C_GRIDS``) with the most accurate out-of-fold predictions over
-    speaker-grouped folds of the train part (``BEST_CV_FOLDS``; ties go to the smaller C); the
-    members are then refitted on the whole train part. The fused model is one linear layer on the
-    concatenated standardised features, kernel ``[coef_a.T; coef_b.T; coef_c.T] / 3``, bias the
-    mean of the intercepts, so a bundle stores it as plain arrays.
-
-    The out-of-fold fused predictions at the chosen C's, with each row's atypicality under its
-    fold's scaler, are returned as ``calibration``, on which :func:`train` fits the temperature,
-    its slope and the abstention threshold. ``groups`` is the speaker of each row; ``is_copy``
-    marks augmented rows, which are fitted on but never predicted. The validation part is not
-    used (``train`` merges it into the train part for this recipe), nor are ``epochs``,
-    ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The fits run in
-    ``n_jobs`` worker processes (-1: one per core).
-    """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
-    from ser_lib.rich_features import MEMBER_COLUMNS, N_FEATURES
-
-    if x.shape[1] != N_FEATURES:
-        raise ValueError(f"The best recipe expects {N_FEATURES} features, got {x.shape[1]}.")
-    fit_rows = parts["train"]
-    groups = np.asarray(groups)
-    is_copy = np.zeros(len(x), dtype=bool) if is_copy is None else np.asarray(is_copy, dtype=bool)
-    folds = _speaker_folds(groups, fit_rows, is_copy)
-    held = np.zeros(len(x), dtype=bool)
-    for _, predict_rows in folds:
-        held |= predict_rows
-    # Every (member, C, fold) fit, then each member refitted on the whole train part at its chosen C.
-    searches = [(member, c, k) for member in MEMBER_COLUMNS for c in BEST_C_GRIDS[member] for k in range(len(folds))]
-    runner = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = runner(delayed(_fold_logits)(x, y, *folds[k], MEMBER_COLUMNS[member], c, n_classes) for member, c, k in searches)
-    logits = {(member, c): np.zeros((len(x), n_classes)) for member, c, _ in searches}
-    for (member, c, k), fold_logits in tqdm(zip(searches, results), total=len(searches), desc=description,
-                                            unit="fit", disable=not progress):
-        logits[member, c][folds[k][1]] = fold_logits
-    chosen, out_of_fold = {}, np.zeros((len(x), n_classes))
-    for member in MEMBER_COLUMNS:
-        accuracy = {c: float((logits[member, c][held].argmax(axis=1) == y[held]).mean()) for c in BEST_C_GRIDS[member]}
-        best_c = max(BEST_C_GRIDS[member], key=accuracy.get)  # max keeps the first (smallest) of ties
-        out_of_fold += logits[member, best_c] / len(MEMBER_COLUMNS)
-        chosen[member] = {"C": best_c, "columns": list(MEMBER_COLUMNS[member]),
-                          "cv_accuracy": {str(c): round(acc, 4) for c, acc in accuracy.items()}}
-    refits = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_member)(x, y, fit_rows, MEMBER_COLUMNS[member], chosen[member]["C"], n_classes) for member in MEMBER_COLUMNS
-    )
-    members = dict(zip(MEMBER_COLUMNS, refits))
-    share = 1 / len(members)
-    layer = {"kind": "dense", "kernel": np.concatenate([coef.T * share for _, _, coef, _ in members.values()]).astype(np.float32),
-             "bias": np.sum([intercept * share for *_, intercept in members.values()], axis=0).astype(np.float32),
-             "activation": "linear"}
-    scaler_mean = np.concatenate([mean for mean, *_ in members.values()]).astype(np.float32)
-    scaler_scale = np.concatenate([scale for _, scale, *_ in members.values()]).astype(np.float32)
-    # One "epoch": the fused model on its training rows, and out of fold ("val_": speakers each fit never saw).
-    row = {}
-    for prefix, p, labels in (("", forward([layer], (x[fit_rows] - scaler_mean) / scaler_scale), y[fit_rows]),
-                              ("val_", softmax(out_of_fold[held]), y[held])):
-        row[f"{prefix}loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(p)), labels], 1e-12, None))))
-        row[f"{prefix}accuracy"] = float((p.argmax(axis=1) == labels).mean())
-    n_speakers = len(np.unique(groups[fit_rows]))
-    settings = {"classifier": "late fusion of three multinomial logistic regressions (mean logits)",
-                "members": chosen, "C_grids": {m: list(g) for m, g in BEST_C_GRIDS.items()}, "max_iter": 2000,
-                "C_chosen_on": f"out-of-fold accuracy over {len(folds)} speaker-grouped folds of {n_speakers} training speakers",
-                "calibrated_on": f"out-of-fold predictions over {len(folds)} speaker-grouped folds of {n_speakers} training speakers"}
-    return {"layers": [layer], "keras_model": None, "history": pd.DataFrame([row]).rename_axis("epoch"),
-            "scaler_mean": scaler_mean, "scaler_scale": scaler_scale, "settings": settings,
-            "calibration": (softmax(out_of_fold[held]), y[held], _out_of_fold_atypicality(x, folds)[held])}
-
-
-def _out_of_fold_atypicality(x, folds):
-    """Each held-out row's atypicality under the scaler of the fold that predicted it (all members' columns)."""
-    from sklearn.preprocessing import StandardScaler
-
-    spread = np.zeros(len(x))
-    for fit_rows, predict_rows in folds:
-        spread[predict_rows] = atypicality(StandardScaler().fit(x[fit_rows]).transform(x[predict_rows]))
-    return spread
-
-
-# Each recipe's classifier: fit(x, y, parts, ..., groups=speaker per row, is_copy=augmented rows) -> layers,
-# scaler, history (see _fit_original), and optionally "calibration": held-out (probabilities, labels, atypicality).
-RECIPE_TRAINERS = {"original": _fit_original, "best": _fit_best}
 
 
 def prediction_table(table: pd.DataFrame, probabilities: np.ndarray, classes: list) -> pd.DataFrame:
