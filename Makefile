@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # loose list for installing ser_lib into an environment of your own.
 LOCK := requirements.lock
 
-.PHONY: demo test install bench lock
+.PHONY: demo test install bench lock readme-charts
 
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ lock: $(STAMP)
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile requirements.txt --universal --python-version 3.11 --upgrade --quiet \
 		--custom-compile-command "make lock" -o $(LOCK)
+
+# The README's charts: the notebook on the real RAVDESS actors in ../shared/data/ravdess_dev (about 7 min).
+readme-charts: $(STAMP)
+	$(PY) docs/readme_charts.py

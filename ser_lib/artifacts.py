@@ -146,21 +146,13 @@ def load_bundle(directory="artifacts") -> EmotionModel:
         parts disagree (class count, feature count).
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"No model bundle folder at '{directory}': expected the folder `ser train --out` wrote.")
-    missing = [name for name in (METADATA_FILE, WEIGHTS_FILE) if not (directory / name).is_file()]
-    if missing:
+    metadata = _read_metadata(directory)
+    if not (directory / WEIGHTS_FILE).is_file():
         found = sorted(p.name for p in directory.iterdir())
         raise FileNotFoundError(
-            f"The model bundle in '{directory}' is incomplete: missing {', '.join(missing)} (found {found or 'nothing'}). "
+            f"The model bundle in '{directory}' is incomplete: missing {WEIGHTS_FILE} (found {found}). "
             "Train again with `ser train` or copy the whole artifacts folder."
         )
-    try:
-        metadata = json.loads((directory / METADATA_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"'{directory / METADATA_FILE}' is not valid JSON ({error}): expected the metadata ser_lib wrote.") from error
-    if metadata.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"'{directory}' holds bundle format {metadata.get('format')!r}: expected {BUNDLE_FORMAT!r}.")
     try:
         # Bundles from before the recipes had their own names say "best": an alias of its recipe.
         recipe = get_recipe(metadata.get("recipe", "original"))
@@ -168,7 +160,7 @@ def load_bundle(directory="artifacts") -> EmotionModel:
         raise ValueError(
             f"The model in '{directory}' uses recipe {metadata.get('recipe')!r}: this ser_lib knows {recipe_names()}."
         ) from error
-    _check_feature_settings(metadata.get("feature_settings", {}), recipe.settings, directory)
+    _check_feature_settings(metadata.get("feature_settings", {}), recipe.settings, directory, recipe.name)
 
     with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights:
         arrays = dict(weights)
@@ -196,12 +188,82 @@ def load_bundle(directory="artifacts") -> EmotionModel:
     )
 
 
-def _check_feature_settings(theirs: dict, ours: dict, directory: Path) -> None:
+def _read_metadata(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No model bundle folder at '{directory}': expected the folder `ser train --out` wrote.")
+    if not (directory / METADATA_FILE).is_file():
+        found = sorted(p.name for p in directory.iterdir())
+        missing = [name for name in (METADATA_FILE, WEIGHTS_FILE) if not (directory / name).is_file()]
+        raise FileNotFoundError(
+            f"The model bundle in '{directory}' is incomplete: missing {', '.join(missing)} (found {found or 'nothing'}). "
+            "Train again with `ser train` or copy the whole artifacts folder."
+        )
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"'{directory / METADATA_FILE}' is not valid JSON ({error}): expected the metadata ser_lib wrote.") from error
+    if metadata.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"'{directory}' holds bundle format {metadata.get('format')!r}: expected {BUNDLE_FORMAT!r}.")
+    return metadata
+
+
+def _check_feature_settings(theirs: dict, ours: dict, directory: Path, recipe: str) -> None:
     ours = json.loads(json.dumps(ours))
     differing = {key: (theirs.get(key), ours.get(key)) for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)}
+    if set(differing) == {"opensmile"}:
+        needed, installed = (settings.get("version") for settings in differing["opensmile"])
+        same_otherwise = {**differing["opensmile"][0], "version": None} == {**differing["opensmile"][1], "version": None}
+        if same_otherwise and installed is None:
+            raise ModuleNotFoundError(
+                f"The model in '{directory}' (recipe {recipe}) needs openSMILE {needed} for its features, and it is not "
+                f"installed: pip install 'ser_lib[best]' (or pip install opensmile=={needed}).", name="opensmile"
+            )
+        if same_otherwise:
+            raise ValueError(
+                f"The model in '{directory}' (recipe {recipe}) was trained with openSMILE {needed}, this environment has "
+                f"{installed}, whose functionals may differ: pip install opensmile=={needed}, or retrain the model here."
+            )
     if differing:
         details = "; ".join(f"{key}: bundle {a!r}, ser_lib {b!r}" for key, (a, b) in differing.items())
         raise ValueError(
             f"The model in '{directory}' was trained on other features than this ser_lib computes ({details}). "
             "Retrain it with this version, or use the ser_lib version that trained it."
         )
+
+
+def bundle_info(directory) -> dict:
+    """What a bundle is, from its metadata alone (it need not fit this ser_lib): for ``ser info``.
+
+    Returns
+    -------
+    info : dict
+        recipe, classes, features (sample rate, seconds read, count), trained_on (clips, speakers,
+        corpora, source), split and seed, test (n, accuracy, macro-F1, ECE), calibration (the
+        temperature formula, abstain threshold), created, versions (of the libraries that trained it).
+    """
+    metadata = _read_metadata(Path(directory))
+    settings, data, metrics = metadata.get("feature_settings", {}), metadata.get("data", {}), metadata.get("test_metrics", {})
+    from ser_lib.evaluate import describe_temperature
+
+    temperature, slope = metadata.get("temperature", 1.0), metadata.get("temperature_slope", 0.0)
+    versions = dict(metadata.get("versions", {}))
+    if isinstance(settings.get("opensmile"), dict):
+        versions["opensmile"] = settings["opensmile"].get("version")
+    return {
+        "recipe": metadata.get("recipe", "original"),
+        "classes": list(metadata.get("classes", [])),
+        "features": {"count": metadata.get("n_features"), "sample_rate_hz": settings.get("sample_rate"),
+                     "seconds_read": settings.get("duration") or "whole clip"},
+        "trained_on": {"clips": data.get("clips"), "speakers": data.get("speakers"),
+                       "corpora": ", ".join(f"{k} {v}" for k, v in data.get("clips_per_corpus", {}).items()) or None,
+                       "source": data.get("source")},
+        "split": metadata.get("split"),
+        "seed": metadata.get("seed"),
+        "test": {key: (round(metrics[key], 4) if isinstance(metrics.get(key), float) else metrics.get(key))
+                 for key in ("n", "accuracy", "macro_f1", "ece") if key in metrics},
+        "calibration": {"temperature": temperature, "temperature_slope": slope,
+                        "formula": describe_temperature(temperature, slope),
+                        "abstain_threshold": metadata.get("abstain_threshold")},
+        "created": metadata.get("created"),
+        "versions": versions,
+    }

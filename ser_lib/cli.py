@@ -1,25 +1,39 @@
-"""The ``ser`` command: train a model bundle, or predict the emotion of audio files with one."""
+"""The ``ser`` command: train a model bundle, predict the emotion of audio files with one, or say what one is.
+
+An expected mistake (bad arguments, missing data, no network, too few speakers for a split, a bundle
+that does not fit, a missing optional dependency) ends in one ``error: ...`` line on stderr and exit
+status 2, as argparse's own errors do; ``--debug`` (or ``SER_DEBUG=1``) shows the traceback instead,
+for bug reports.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from ser_lib import __version__
 from ser_lib.corpora import AUDIO_EXTENSIONS, CORPORA
+from ser_lib.download import DownloadError
+from ser_lib.kernels import KernelCacheError
 from ser_lib.features import original_rows
 from ser_lib.predict import HOP_SECONDS, SILENCE_DB, WINDOW_SECONDS
-from ser_lib.recipes import ALIASES, RECIPES, recipe_names
+from ser_lib.recipes import ALIASES, RECIPES, get_recipe, recipe_names
 from ser_lib.recipes.original import TRAINING_DEFAULTS
+from ser_lib.training import check_split
 
 MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
 
   ser train --data ROOT --out DIR     train a recipe (the original MLP by default) and write a model bundle with its metrics
   ser predict FILE_OR_DIR... --artifacts DIR   the emotion of audio files, one row per file
+  ser info DIR                        what a model bundle is: recipe, classes, data, metrics, calibration, versions
 """
+# Mistakes a user can make and fix: one line each, no traceback (unless --debug).
+EXPECTED_ERRORS = (OSError, ValueError, ImportError, DownloadError, KernelCacheError)
 
 
 def _train(args) -> int:
@@ -30,12 +44,15 @@ def _train(args) -> int:
     if out.exists() and any(out.iterdir()) and not args.force:
         print(f"error: '{out}' is not empty: choose a new folder or pass --force to replace a bundle in it.", file=sys.stderr)
         return 2
+    # Before minutes of feature extraction, not after them.
+    get_recipe(args.recipe).check_training_dependencies()
     table, skipped = ser_lib.load_corpus(
         args.data, fold_calm=args.fold_calm, max_per_corpus=args.max_per_corpus, seed=args.seed
     )
+    protocol = "corpus" if args.test_corpus else args.split
+    check_split(table, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed)
     features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True, recipe=args.recipe)
     skipped = pd.concat([skipped, failed], ignore_index=True)
-    protocol = "corpus" if args.test_corpus else args.split
     run = ser_lib.train(
         features, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed, epochs=args.epochs
     )
@@ -79,20 +96,15 @@ def _predict(args) -> int:
     try:
         files = _audio_files(args.inputs, args.list)
     except OSError as error:
-        print(f"error: cannot read the list file: {error}", file=sys.stderr)
-        return 2
+        raise OSError(f"cannot read the list file: {error}") from error
     if not files:
         print(f"error: no audio files (.wav .flac .ogg .mp3) in {args.inputs or args.list}", file=sys.stderr)
         return 2
     workers = args.workers if args.workers is not None else (-1 if len(files) >= _PARALLEL_FROM else 1)
-    try:
-        table, timeline = predict_many(
-            files, args.artifacts, window=args.window, hop=args.hop, silence_db=args.silence_db,
-            n_jobs=workers, progress=not args.quiet, return_timeline=True,
-        )
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    table, timeline = predict_many(
+        files, args.artifacts, window=args.window, hop=args.hop, silence_db=args.silence_db,
+        n_jobs=workers, progress=not args.quiet, return_timeline=True,
+    )
     if args.timeline:
         timeline.to_csv(args.timeline, index=False)
     if args.csv:
@@ -108,8 +120,28 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+def _info(args) -> int:
+    from ser_lib.artifacts import bundle_info
+
+    info = bundle_info(args.directory)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    width = max(map(len, info))
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items() if v is not None)
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser", description=MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ser {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the Python traceback (for bug reports; also SER_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -144,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predict the emotion of audio files",
         description="Predict the emotion of audio files (wav, flac, ogg, mp3; any sample rate and channel count; "
         "folders are searched recursively). Prints, or writes with --csv, one row per file: path, emotion, "
-        "confidence (percent), one probability column per class, tier (high >= 70%%, medium >= 40%%, low), "
+        "confidence (percent), one probability column per class, tier (high >= 70%, medium >= 40%, low), "
         "uncertain (top probability under the bundle's abstain threshold), warning (e.g. a truncated file: how "
         "much of the audio its header announces is missing) and error (why a file could not be read; the "
         "others are still predicted). A recording of at least --window + --hop seconds is analysed "
@@ -166,12 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"processes (-1: all cores; default: all cores from {_PARALLEL_FROM} files, else 1)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict)
+
+    info = commands.add_parser("info", help="what a model bundle is",
+                               description="What a model bundle is: its recipe, classes, feature settings, the data "
+                               "it was trained on, its test metrics and split, its calibration and the library "
+                               "versions it needs. Reads model_metadata.json only, so it works where the bundle "
+                               "cannot predict.")
+    info.add_argument("directory", help="the model bundle folder")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+    info.set_defaults(handler=_info)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except EXPECTED_ERRORS as error:
+        if args.debug or os.environ.get("SER_DEBUG"):
+            raise
+        # One line: what was expected, what was found, what to do (the messages say all three).
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from typing import NamedTuple
 import numpy as np
 import soundfile
 
+from ser_lib.audio import SAMPLE_RATE
+
 # scipy.signal costs ~0.8 s to import; it is imported inside the functions that synthesise audio
 # so that `import ser_lib` (and `ser predict`) does not pay for it.
 
@@ -844,7 +846,7 @@ def make_demo_corpus(
     return root
 
 
-def join_clips(paths, out_path, *, pause_seconds: float = 1.5, sr: int = 22050, overwrite: bool = False) -> Path:
+def join_clips(paths, out_path, *, pause_seconds: float = 1.5, sr: int = SAMPLE_RATE, overwrite: bool = False) -> Path:
     """Join audio clips into one recording with silent pauses between them, to try long-audio analysis on.
 
     Parameters

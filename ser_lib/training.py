@@ -1,9 +1,11 @@
-"""Splits (by speaker, random or by corpus), the recipes' trainers, calibration and the test evaluation.
+"""Splits (by speaker, random or by corpus), the training every recipe shares, calibration and the test evaluation.
 
 A random split puts clips of the same speakers in train and test, so its accuracy measures
 recognising voices the model has heard. The ``speaker`` protocol keeps every speaker on one side
 (the model is tested on voices it never heard), which is what a user meets; on real RAVDESS the
-original recipe scores about 65% on the first and 36% on the second. After fitting, a softmax
+two differ by about 20 points (:func:`ser_lib.evaluate.reference_results`). Each recipe fits its
+own classifier (``Recipe.fit``); around it, this module splits, adds the training copies of the
+training clips only, and then tests. After fitting, a softmax
 temperature (growing with a clip's atypicality) and an abstention threshold are chosen on held-out
 training speakers, never on test.
 """
@@ -192,31 +194,12 @@ def train(
     """
     recipe = get_recipe(recipe)
     features, augmented, split = _separate_augmented(features, split)
-    missing = {"emotion", "corpus", "speaker"} - set(features.columns)
-    if missing:
-        raise ValueError(f"Expected the label columns emotion, corpus and speaker; missing {sorted(missing)}.")
-    if features["emotion"].nunique() < 2:
-        raise ValueError(f"Expected at least two emotions to learn, got {sorted(features['emotion'].unique())}.")
     if split is None:
-        split = make_split(features, protocol, seed=seed, test_corpus=test_corpus)
+        split = make_split(_checked_labels(features), protocol, seed=seed, test_corpus=test_corpus)
     else:
+        _checked_labels(features)
         protocol = "given"
-    parts = {name: (split == name).to_numpy() for name in SPLIT_FRACTIONS}
-    required = list(SPLIT_FRACTIONS)
-    if recipe.cross_validated:
-        # Its settings and calibration come from cross-validation over the training speakers:
-        # validation speakers are more training speakers.
-        parts = {"train": parts["train"] | parts["validation"], "validation": np.zeros(len(split), dtype=bool),
-                 "test": parts["test"]}
-        required = ["train", "test"]
-    if protocol == "none":
-        required.remove("test")
-    empty = [name for name in required if not parts[name].any()]
-    if empty:
-        raise ValueError(
-            f"The {protocol} split left {empty} empty: {len(features)} clips from "
-            f"{features.groupby('corpus')['speaker'].nunique().to_dict()} speakers are too few."
-        )
+    parts = training_parts(split, recipe, protocol=protocol, table=features)
 
     classes = sorted(features["emotion"].unique())
     x = feature_matrix(features, recipe=recipe)
@@ -281,6 +264,56 @@ def train(
         settings={"recipe": recipe.name, "augmented_train_rows": int(len(x_fit) - len(x)), "calibrated_on": calibrated_on,
                   "calibration_clips": int(len(calibration_labels)), **fitted["settings"]},
     )
+
+
+def _checked_labels(table: pd.DataFrame) -> pd.DataFrame:
+    missing = {"emotion", "corpus", "speaker"} - set(table.columns)
+    if missing:
+        raise ValueError(f"Expected the label columns emotion, corpus and speaker; missing {sorted(missing)}.")
+    if table["emotion"].nunique() < 2:
+        raise ValueError(f"Expected at least two emotions to learn, got {sorted(table['emotion'].unique())}.")
+    return table
+
+
+def training_parts(split: pd.Series, recipe="original", *, protocol: str, table: pd.DataFrame) -> dict:
+    """The train / validation / test rows (boolean arrays) a recipe uses from a split, checked not to be empty.
+
+    A recipe that cross-validates over its training speakers (``cross_validated``) trains on the
+    validation speakers too. :func:`check_split` runs this on the labels alone, so that a split
+    that cannot train fails before any feature is extracted.
+
+    Raises
+    ------
+    ValueError
+        A part the recipe needs is empty (too few speakers for the protocol): the message says what would do.
+    """
+    recipe = get_recipe(recipe)
+    parts = {name: (split == name).to_numpy() for name in SPLIT_FRACTIONS}
+    required = list(SPLIT_FRACTIONS)
+    if recipe.cross_validated:
+        # Its settings and calibration come from cross-validation over the training speakers:
+        # validation speakers are more training speakers.
+        parts = {"train": parts["train"] | parts["validation"], "validation": np.zeros(len(split), dtype=bool),
+                 "test": parts["test"]}
+        required = ["train", "test"]
+    if protocol == "none":
+        required.remove("test")
+    empty = [name for name in required if not parts[name].any()]
+    if empty:
+        raise ValueError(
+            f"The {protocol} split left {empty} empty: {len(table)} clips from "
+            f"{table.groupby('corpus')['speaker'].nunique().to_dict()} speakers are too few. Add corpora with more "
+            "speakers, or split at random (protocol='random', `ser train --split random`), which shares speakers "
+            "between the parts."
+        )
+    return parts
+
+
+def check_split(table: pd.DataFrame, *, recipe="original", protocol: str = "speaker", test_corpus: str | None = None,
+                seed: int = 0) -> None:
+    """Raise the error :func:`train` would raise for this split, from the labels alone (before extracting features)."""
+    training_parts(make_split(_checked_labels(table), protocol, seed=seed, test_corpus=test_corpus), recipe,
+                   protocol=protocol, table=table)
 
 
 def _separate_augmented(features: pd.DataFrame, split: pd.Series | None):

@@ -1,5 +1,6 @@
 """Model, splits, training, the bundle and prediction, on a tiny synthetic demo corpus."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -203,16 +204,29 @@ def test_cli_help_says_what_each_command_does():
         assert out.returncode == 0 and text in " ".join(out.stdout.split())
 
 
-def test_calibration_is_fitted_on_validation_speakers_and_stored(trained):
+def test_calibration_is_fitted_on_validation_speakers_and_stored(trained, demo_features):
     run, bundle = trained
     metrics = run.metrics
-    assert metrics["temperature"] > 0 and metrics["temperature"] != 1
-    assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["ece_uncalibrated"] <= 1
-    # The threshold keeps about 80% of the validation predictions; test coverage is what it is.
-    assert 0 < metrics["abstain_threshold"] < 1 and 0 <= metrics["coverage"] <= 1
+    # Refitted here from the validation speakers' uncalibrated predictions, the calibration is the run's:
+    # it came from them (and the test speakers were not among them).
+    validation = (run.split == "validation").to_numpy()
+    assert not set(demo_features.loc[validation, "speaker"]) & set(run.predictions["speaker"])
+    uncalibrated = dataclasses.replace(run.model, temperature=1.0, temperature_slope=0.0)
+    x = ser_lib.features.feature_matrix(demo_features)[validation]
+    labels = demo_features.loc[validation, "emotion"].map({c: i for i, c in enumerate(run.classes)}).to_numpy()
+    refitted = ser_lib.evaluate.fit_calibration(uncalibrated.predict_proba(x), labels, uncalibrated.atypicality(x))
+    assert metrics["temperature"] == pytest.approx(refitted["temperature"]) and metrics["temperature"] != 1
+    assert metrics["temperature_slope"] == pytest.approx(refitted["temperature_slope"], abs=1e-9)
+    # The threshold keeps 80% of the validation predictions (at the fitted temperature).
+    validation_confidence = run.model.predict_proba(x).max(axis=1)
+    assert (validation_confidence >= metrics["abstain_threshold"]).mean() == pytest.approx(0.8, abs=1 / validation.sum())
+    # Test metrics are those of the test predictions.
+    correct = (run.predictions["predicted"] == run.predictions["emotion"]).to_numpy()
+    assert metrics["ece"] == ser_lib.evaluate.expected_calibration_error(run.predictions["confidence"], correct)
+    assert metrics["coverage"] == (run.predictions["confidence"] >= metrics["abstain_threshold"]).mean()
     metadata = json.loads((bundle / "model_metadata.json").read_text())
     assert metadata["temperature"] == pytest.approx(metrics["temperature"])
-    assert metadata["temperature_slope"] == pytest.approx(metrics["temperature_slope"]) and metrics["temperature_slope"] >= 0
+    assert metadata["temperature_slope"] == pytest.approx(metrics["temperature_slope"])
     assert metadata["abstain_threshold"] == pytest.approx(metrics["abstain_threshold"])
     loaded = ser_lib.load_bundle(bundle)
     assert loaded.temperature == pytest.approx(run.model.temperature)

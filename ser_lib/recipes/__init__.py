@@ -15,7 +15,9 @@ A recipe module defines:
   is_copy)``: its classifier, returned as ``layers`` (for :func:`ser_lib.model.forward`), the scaler,
   a ``history`` table, ``settings`` and optionally ``calibration`` (held-out probabilities, labels,
   atypicality) and a ``keras_model``;
-- ``describe_model(n_features, n_classes)``: the classifier as a table.
+- ``describe_model(n_features, n_classes)``: the classifier as a table;
+- ``TRAINING_NEEDS``: ``{module: (what, pip extra)}`` of the optional packages training needs, so that
+  ``ser train`` names what to install before it extracts any feature.
 
 Adding a recipe is one module with these names, its line in ``_MODULES`` and its test.
 """
@@ -36,7 +38,7 @@ _MODULES = (original, functionals_fusion)
 # bundles saved before the recipes had their own names carry it.
 ALIASES = {"best": functionals_fusion.NAME}
 _FIELDS = ("NAME", "SUMMARY", "SETTINGS", "FEATURE_NAMES", "AUGMENTATIONS", "CROSS_VALIDATED", "compute", "fit",
-           "describe_model")
+           "describe_model", "TRAINING_NEEDS")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Recipe:
     compute: Callable[..., np.ndarray]
     fit: Callable[..., dict]
     describe_model: Callable
+    training_needs: dict
 
     @classmethod
     def from_module(cls, module) -> Recipe:
@@ -72,6 +75,15 @@ class Recipe:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    def check_training_dependencies(self) -> None:
+        """Raise ``ModuleNotFoundError`` naming what to install if a package this recipe trains with is missing."""
+        for module, (what, extra) in self.training_needs.items():
+            if importlib.util.find_spec(module) is None:
+                raise ModuleNotFoundError(
+                    f"Training the {self.name} recipe needs {what}, which is not installed: pip install 'ser_lib[{extra}]'.",
+                    name=module,
+                )
 
 
 RECIPES = {module.NAME: Recipe.from_module(module) for module in _MODULES}

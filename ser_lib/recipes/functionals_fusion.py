@@ -41,6 +41,7 @@ AUGMENTATIONS = ("speed0.9", "speed1.1")
 # C and calibration come from cross-validation over the training speakers, so the validation
 # speakers are more training speakers.
 CROSS_VALIDATED = True
+TRAINING_NEEDS = {"opensmile": ("openSMILE", "best")}
 STATISTICS = ("mean", "std", "p10", "p90")
 SPECTRAL_ROWS = (
     *(f"contrast_{i}" for i in range(7)), "log_centroid", "log_bandwidth", "log_rolloff", "log_flatness", "zcr", "log_rms",
@@ -113,8 +114,9 @@ def _smile(name: str):
     try:
         import opensmile
     except ImportError as error:
-        raise ImportError(
-            f"The {NAME} ('best') recipe needs openSMILE for its eGeMAPS and ComParE features: pip install 'ser_lib[best]'"
+        raise ModuleNotFoundError(
+            f"The {NAME} ('best') recipe needs openSMILE for its eGeMAPS and ComParE features: pip install 'ser_lib[best]'.",
+            name="opensmile",
         ) from error
     feature_set = getattr(opensmile.FeatureSet, OPENSMILE_SETS[name][0])
     return opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)

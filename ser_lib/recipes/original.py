@@ -35,6 +35,7 @@ SUMMARY = "the 195 frame means of a clip's first 3 s and the 512-256-128-64 MLP 
 # No training copies; the validation speakers stop the training early and calibrate.
 AUGMENTATIONS = ()
 CROSS_VALIDATED = False
+TRAINING_NEEDS = {"keras": ("TensorFlow", "train")}
 FEATURE_BLOCKS = {"mfcc": 40, "chroma": 12, "mel": 128, "contrast": 7, "tonnetz": 6, "zcr": 1, "rolloff": 1}
 N_FEATURES = sum(FEATURE_BLOCKS.values())
 FEATURE_NAMES = tuple(
@@ -265,8 +266,13 @@ def import_keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules and importlib.util.find_spec("opensmile") is not None:
         import opensmile  # noqa: F401
-    with _without_native_log_lines():
-        import keras
+    try:
+        with _without_native_log_lines():
+            import keras
+    except ImportError as error:
+        what, extra = TRAINING_NEEDS["keras"]
+        raise ModuleNotFoundError(f"Training the {NAME} recipe needs {what}: pip install 'ser_lib[{extra}]'.",
+                                  name="keras") from error
 
     return keras
 
