@@ -1,8 +1,8 @@
 """librosa's compiled audio kernels: built once, by one process at a time, and repaired if a crash left them broken.
 
 librosa compiles its ``@guvectorize(cache=True)`` kernels (``localmin``, ``localmax``, the zero
-crossings and pitch interpolation, the beat tracker's) with numba when their modules are first
-imported, and stores them in numba's disk cache. Two processes compiling them at once can leave a
+crossings and pitch interpolation) with numba when their modules are first imported, and stores
+them in numba's disk cache. Two processes compiling them at once can leave a
 kernel's two cache files (``X.nbc`` and ``guf-X.nbc``) written by different processes under
 different ABI tags (numba issue #10128, unfixed in numba 0.68). Every process that loads such a pair
 dies with a segmentation fault, until the files are removed. Our joblib workers, two ``ser``
@@ -36,9 +36,10 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# librosa's modules holding @guvectorize(cache=True) kernels (librosa 0.10-0.11); importing them
-# compiles the kernels, or loads them from numba's cache.
-KERNEL_MODULES = ("librosa.util.utils", "librosa.core.audio", "librosa.core.pitch", "librosa.beat")
+# The modules of librosa (0.10-0.11) holding @guvectorize(cache=True) kernels that the recipes load;
+# importing them compiles the kernels, or loads them from numba's cache. (librosa.beat holds more,
+# but no recipe imports it, and importing it would cost every process 1.4 s.)
+KERNEL_MODULES = ("librosa.util.utils", "librosa.core.audio", "librosa.core.pitch")
 STAMP_NAME = "ser_lib-kernels.ok"
 LOCK_NAME = "ser_lib-kernels.lock"
 # How long a process waits for another one that is compiling (seconds).
