@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib.audio import SAMPLE_RATE, load_audio
-from ser_lib.kernels import KernelCacheError, ensure_kernels, remove_compiled
+from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.recipes import get_recipe
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ser_lib"
@@ -159,8 +159,6 @@ def extract_many(
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
         They are also reported by a warning (unless ``warn=False``).
     """
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
-
     if "path" not in table.columns:
         raise ValueError(f"Expected a table with a 'path' column, got columns {list(table.columns)}.")
     recipe = get_recipe(recipe)
@@ -181,24 +179,10 @@ def extract_many(
     kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
     # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
     ensure_kernels()
-    try:
-        rows, reasons = _extract_all(paths, kinds, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress)
-    except TerminatedWorkerError as error:
-        # A worker killed by a signal: most likely a numba cache broken by a program that compiled
-        # librosa's kernels beside another one. Rebuild the cache and run once more (cached rows stay).
-        removed = remove_compiled()
-        warnings.warn(
-            f"A feature worker crashed ({error.__class__.__name__}: {str(error).splitlines()[-1]}). Removed numba's "
-            f"cache of librosa's kernels ({len(removed)} files) in case it was broken, and extracting again.",
-            stacklevel=2,
-        )
-        try:
-            rows, reasons = _extract_all(paths, kinds, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress)
-        except TerminatedWorkerError as again:
-            raise KernelCacheError(
-                f"A feature worker crashed again after numba's cache was rebuilt ({str(again).splitlines()[-1]}). "
-                "Run with n_jobs=1 (`ser train --workers 1`) to see which file makes it crash, and report it."
-            ) from again
+    rows, reasons = rerun_after_worker_crash(
+        lambda: _extract_all(paths, kinds, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
+        what="feature extraction",
+    )
     ok = np.array([reason is None for reason in reasons], dtype=bool)
     matrix = np.stack([row for row in rows if row is not None]) if ok.any() else np.empty((0, recipe.n_features), np.float32)
     features = pd.concat(

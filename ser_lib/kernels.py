@@ -32,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,45 @@ def ensure_kernels() -> None:
             "If no other ser_lib process is running, remove that file and try again."
         ) from error
     _ready = True
+
+
+def rerun_after_worker_crash(run, *, what: str):
+    """``run()``; if one of its worker processes died, rebuild librosa's compiled kernels and ``run()`` once more.
+
+    A worker killed by a signal (joblib's ``TerminatedWorkerError``) is most likely a numba cache
+    broken by a program that compiled librosa's kernels beside another one after this process
+    checked it: the cache is removed (the next worker compiles and checks it again), a warning says
+    so, and ``run`` runs again (rows cached on disk are not recomputed).
+
+    Raises
+    ------
+    KernelCacheError
+        The workers die again: something else crashes them.
+    """
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    try:
+        return run()
+    except TerminatedWorkerError as error:
+        removed = remove_compiled()
+        warnings.warn(
+            f"A {what} worker crashed ({_exit_codes(error)}). Removed numba's cache of librosa's "
+            f"kernels ({len(removed)} files) in case it was broken, and running the {what} again.",
+            stacklevel=3,
+        )
+    try:
+        return run()
+    except TerminatedWorkerError as again:
+        raise KernelCacheError(
+            f"A {what} worker crashed again after numba's cache was rebuilt ({_exit_codes(again)}). "
+            "Run it in one process (n_jobs=1, `--workers 1`) to see which file makes it crash, and report it."
+        ) from again
+
+
+def _exit_codes(error) -> str:
+    """joblib's line naming the dead workers' exit codes, e.g. 'The exit codes of the workers are {SIGSEGV(-11)}'."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if "exit codes" in line), lines[0] if lines else type(error).__name__)
 
 
 def cache_dirs() -> list[Path]:

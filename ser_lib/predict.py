@@ -45,7 +45,7 @@ import numpy as np
 
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
 from ser_lib.audio import CLIP_SECONDS, MIN_DURATION, SAMPLE_RATE, AudioError, check_audio_path, load_audio, truncation_warning
-from ser_lib.kernels import ensure_kernels
+from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.model import EmotionModel
 from ser_lib.recipes import get_recipe
 
@@ -527,18 +527,23 @@ def predict_many(
         size = max(1, min(8, len(clips) // (4 * workers)))
         batches = [clips[i : i + size] for i in range(0, len(clips), size)]
         arguments = [([paths[i] for i in chunk], str(artifacts_dir), window) for chunk in batches]
-        if n_jobs == 1:
-            outputs = (_predict_clips_worker(*args) for args in arguments)
-        else:
-            from joblib import Parallel, delayed
 
-            outputs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_predict_clips_worker)(*args) for args in arguments)
-        for chunk, output in zip(batches, outputs):
-            for index, (probabilities, duration, reason) in zip(chunk, output):
-                results[index] = reason if probabilities is None else _summarise(
-                    model, probabilities[None, :], duration=duration, timeline=None, n_windows=1, n_silent=0
-                )
-            bar.update(len(chunk))
+        def predict_clips():
+            if n_jobs == 1:
+                outputs = (_predict_clips_worker(*args) for args in arguments)
+            else:
+                from joblib import Parallel, delayed
+
+                runner = Parallel(n_jobs=n_jobs, return_as="generator")
+                outputs = runner(delayed(_predict_clips_worker)(*args) for args in arguments)
+            for chunk, output in zip(batches, outputs):
+                for index, (probabilities, duration, reason) in zip(chunk, output):
+                    results[index] = reason if probabilities is None else _summarise(
+                        model, probabilities[None, :], duration=duration, timeline=None, n_windows=1, n_silent=0
+                    )
+                bar.update(len(chunk))
+
+        rerun_after_worker_crash(predict_clips, what="prediction")
         for index in long:
             try:
                 results[index] = _predict_long(Path(paths[index]), model, duration=durations[index],

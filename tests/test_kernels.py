@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 import time
 
 import numpy as np
@@ -128,3 +129,38 @@ def test_the_lock_and_stamp_live_beside_numbas_cache_of_librosa(tmp_path, monkey
     assert sorted(p.name for p in removed) == sorted(["utils._localmin-1052.py311.nbi", "utils._localmin-1052.py311.1.nbc",
                                                       kernels.STAMP_NAME])
     assert (home / "keep.pyc").exists()
+
+
+def _crash_once(marker: str, value: int) -> int:
+    """Kills its worker process with SIGSEGV the first time (while ``marker`` does not exist)."""
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return value * 2
+
+
+def test_a_worker_crash_rebuilds_the_cache_and_runs_again_once(tmp_path, monkeypatch):
+    from joblib import Parallel, delayed
+
+    from ser_lib import kernels
+
+    removed = []
+    monkeypatch.setattr(kernels, "remove_compiled", lambda: removed.append(True) or [])
+    marker = str(tmp_path / "crashed")
+
+    def run():
+        return Parallel(n_jobs=2)(delayed(_crash_once)(marker, value) for value in range(4))
+
+    with pytest.warns(UserWarning, match="A test worker crashed .*SIGSEGV.* Removed numba's cache of librosa's kernels"):
+        assert kernels.rerun_after_worker_crash(run, what="test") == [0, 2, 4, 6]
+    assert removed == [True]
+    (tmp_path / "crashed").unlink()
+
+    def always_crash():
+        Path(marker).unlink(missing_ok=True)
+        return run()
+
+    with pytest.warns(UserWarning), pytest.raises(kernels.KernelCacheError, match="A test worker crashed again"):
+        kernels.rerun_after_worker_crash(always_crash, what="test")
