@@ -32,7 +32,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from ser_lib.corpora import CORPORA, EMOTIONS
-from ser_lib.evaluate import expected_calibration_error
+from ser_lib.evaluate import expected_calibration_error, perfect_calibration_ece
 from ser_lib.audio import CLIP_SECONDS, SAMPLE_RATE, load_audio
 from ser_lib.kernels import ensure_kernels
 from ser_lib.recipes.original import FEATURE_BLOCKS
@@ -832,8 +832,10 @@ def _draw_reliability(ax, ax_counts, confidence, correct, *, n_bins: int, title:
     ax.set_aspect("auto")
     ax.set_ylabel("Accuracy")
     ax.yaxis.set_major_formatter(_percent_formatter())
+    floor = perfect_calibration_ece(confidence, n_bins=n_bins)
     ax.set_title(
-        f"{title}\nECE {ece:.1%} · accuracy {correct.mean():.1%} · mean confidence {confidence.mean():.1%}",
+        f"{title}\nECE {ece:.1%} · accuracy {correct.mean():.1%} · mean confidence {confidence.mean():.1%}\n"
+        f"a perfectly calibrated model: ECE {floor['mean']:.1%} (95% < {floor['p95']:.1%})",
         fontsize=10.5,
     )
     ax.legend(loc="upper left", fontsize=8.5, framealpha=0.9)

@@ -238,6 +238,9 @@ def test_calibration_paragraph_and_chart_labels_give_the_fitted_temperature(trai
     text = ser_lib.evaluate.describe_calibration(run)
     temperature = ser_lib.evaluate.describe_temperature(run.metrics["temperature"], run.metrics["temperature_slope"])
     assert f"({temperature}" in text and f"**{run.metrics['ece']:.3f}**" in text and "validation speakers" in text
+    # The ECE is read against what a perfectly calibrated model would score on as many clips.
+    floor = ser_lib.evaluate.perfect_calibration_ece(run.predictions["confidence"].to_numpy())
+    assert f"would score {floor['mean']:.3f} on average and up to {floor['p95']:.3f}" in text
     assert ser_lib.evaluate.describe_temperature(0.8512, 0.0) == "T = 0.85"
     assert ser_lib.evaluate.describe_temperature(0.8512, 0.304) == "T = 0.85 x d^0.30"
     assert f"after calibration ({temperature})" in ser_lib.evaluate.reliability_curves(run)
@@ -279,6 +282,17 @@ def test_a_clip_unlike_the_training_clips_gets_a_softer_prediction():
                                ser_lib.model.softmax(atypical * 2 / (0.8 * 22**0.5)), rtol=1e-5)
     model.temperature_slope = 0.0
     assert model.predict_proba(atypical)[0].max() > 0.999
+
+
+def test_the_ece_of_a_perfectly_calibrated_model_is_its_noise_floor():
+    # Confidence 0.5 everywhere: one bin, ECE = |share right - 0.5|, whose mean is 0.5 * sqrt(2 / (pi n)).
+    band = ser_lib.evaluate.perfect_calibration_ece(np.full(400, 0.5))
+    assert band["mean"] == pytest.approx(0.5 * np.sqrt(2 / (np.pi * 400)), rel=0.05) and band["p95"] > band["mean"]
+    assert ser_lib.evaluate.perfect_calibration_ece(np.ones(50)) == {"mean": 0.0, "p95": 0.0}
+    many = ser_lib.evaluate.perfect_calibration_ece(np.random.default_rng(0).uniform(0.2, 0.9, 20000))
+    assert many["p95"] < 0.02  # the floor falls with the number of clips
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        ser_lib.evaluate.perfect_calibration_ece(np.array([]))
 
 
 def test_expected_calibration_error_known_answers():
