@@ -100,7 +100,7 @@ def perfect_calibration_ece(confidence, *, n_bins: int = 15, draws: int = 2000, 
 
     Each draw makes every prediction right with probability equal to its confidence (what perfect
     calibration means) and measures :func:`expected_calibration_error` in the same bins. On a few
-    hundred clips this is far from 0 (about 0.05 on 480 RAVDESS clips), so an ECE is read against it.
+    hundred clips this is far from 0 (400 clips at confidence 0.5: 0.020), so an ECE is read against it.
 
     Returns
     -------
@@ -363,6 +363,10 @@ def describe_calibration(run) -> str:
     direction = "over-confident" if m["temperature"] > 1 else "under-confident"
     source = run.settings.get("calibrated_on", "validation")
     source = "validation speakers" if source == "validation" else source
+    if not len(run.predictions):
+        return (f"No test part (split {run.protocol}): the temperature fitted on {source} is "
+                f"{describe_temperature(m['temperature'], m['temperature_slope'])}, the abstention threshold "
+                f"{m['abstain_threshold']:.0%}.")
     floor = perfect_calibration_ece(run.predictions["confidence"].to_numpy())
     return (
         f"Before calibration the model is {direction}: expected calibration error **{m['ece_uncalibrated']:.3f}** on the "
@@ -391,7 +395,7 @@ def recipe_comparison(runs) -> pd.DataFrame:
 
 
 # What each recipe scores on real speech, measured by the benchmark in each row's command: the
-# notebook shows it, the README holds it as Markdown (tests/test_plots.py checks they agree).
+# notebook shows it, the README holds it as Markdown (tests/test_notebook.py checks they agree).
 REFERENCE_RESULTS = Path(__file__).with_name("reference_results.csv")
 
 
@@ -414,4 +418,3 @@ def reference_results_markdown() -> str:
         lines.append(f"| {row.recipe} | {row.evaluation} | {row.accuracy:.1%} ± {100 * row.accuracy_sd:.1f} | "
                      f"{row.macro_f1:.1%} ± {100 * row.macro_f1_sd:.1f} | {ece} | `{row.command}` |")
     return "\n".join(lines) + "\n"
-

@@ -363,6 +363,7 @@ def test_split_none_trains_on_every_speaker_and_still_calibrates(tmp_path):
     assert run.settings["augmented_train_rows"] == 2 * len(run.split)
     assert run.settings["calibration_clips"] == len(run.split) and "8 training speakers" in run.settings["calibrated_on"]
     assert run.metrics["n"] == 0 and np.isfinite(run.metrics["temperature"]) and 0 < run.metrics["abstain_threshold"] < 1
+    assert evaluate.describe_calibration(run).startswith("No test part (split none): the temperature fitted on out-of-fold")
     # Replacing (--force) a folder that held a speaker-split run of the original recipe: its Keras
     # network and test tables go, so none is mistaken for this model's; the user's own files stay.
     (tmp_path / "bundle").mkdir()
