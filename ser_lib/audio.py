@@ -119,11 +119,21 @@ def truncation_warning(info) -> str | None:
     )
 
 
-def check_signal(y: np.ndarray, *, sr: int, source: str = "The signal") -> None:
-    """Raise :class:`AudioError` if ``y`` cannot give features: empty, not finite, too short or silent.
+def check_signal(y, *, sr: int, source: str = "The signal") -> np.ndarray:
+    """``y`` as mono float32 samples, or the error saying why it cannot give features.
 
     ``source`` names it in the message (a file's path, or "The signal").
+
+    Raises
+    ------
+    ValueError
+        ``y`` is not one channel of shape (n,).
+    AudioError
+        It is empty, not finite, too short or silent.
     """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"Expected mono audio of shape (n,), got shape {y.shape}.")
     if y.size == 0:
         raise AudioError(f"{source} has no audio samples: expected at least {MIN_DURATION} s.")
     if not np.all(np.isfinite(y)):
@@ -133,3 +143,4 @@ def check_signal(y: np.ndarray, *, sr: int, source: str = "The signal") -> None:
     peak = float(np.max(np.abs(y)))
     if peak < SILENCE_PEAK:
         raise AudioError(f"{source} is silent: peak amplitude {peak:.2g}, expected at least {SILENCE_PEAK:g} (-80 dBFS).")
+    return y

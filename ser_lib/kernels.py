@@ -69,9 +69,6 @@ def ensure_kernels() -> None:
     global _ready
     if _ready or os.environ.get(_CHILD_ENV):
         return
-    if all(name in sys.modules for name in KERNEL_MODULES):
-        _ready = True  # imported before ser_lib asked: nothing left to guard
-        return
     from filelock import FileLock, Timeout
 
     home = lock_home()

@@ -1,3 +1,5 @@
+import socket
+
 import numpy as np
 import pytest
 import soundfile
@@ -30,3 +32,16 @@ def write_wav(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network (every connection and name lookup fails) and an empty kagglehub cache."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    return tmp_path / "kagglehub"

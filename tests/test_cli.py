@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -60,13 +59,7 @@ def test_too_few_speakers_for_the_split_says_what_would_do(tess_only, tmp_path, 
     assert_one_error_line(code, err, "The speaker split left ['validation'] empty", "--split random", "Add corpora with more speakers")
 
 
-def test_no_network_for_kaggle(monkeypatch, tmp_path, capsys):
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled by the test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+def test_no_network_for_kaggle(offline, tmp_path, capsys):
     code, _, err = run_cli(["train", "--data", "kaggle", "--out", str(tmp_path / "out")], capsys)
     assert_one_error_line(code, err, "Could not get the Kaggle bundle", "--data")
 

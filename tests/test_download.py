@@ -1,22 +1,8 @@
-import socket
 import time
 
 import pytest
 
 from ser_lib.download import KAGGLE_HANDLE, DownloadError, download_dataset
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network (every connection and name lookup fails) and an empty kagglehub cache."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled by the test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
-    return tmp_path / "kagglehub"
 
 
 def test_offline_without_a_cached_copy_fails_fast_and_says_what_to_do(offline):

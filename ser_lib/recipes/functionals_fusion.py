@@ -114,8 +114,9 @@ def _smile(name: str):
     try:
         import opensmile
     except ImportError as error:
+        what, extra = TRAINING_NEEDS["opensmile"]
         raise ModuleNotFoundError(
-            f"The {NAME} ('best') recipe needs openSMILE for its eGeMAPS and ComParE features: pip install 'ser_lib[best]'.",
+            f"The {NAME} ('best') recipe needs {what} for its eGeMAPS and ComParE features: pip install 'ser_lib[{extra}]'.",
             name="opensmile",
         ) from error
     feature_set = getattr(opensmile.FeatureSet, OPENSMILE_SETS[name][0])
@@ -231,12 +232,9 @@ def compute(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     features : np.ndarray [shape=(7784,), dtype=float32]
         In the order of ``FEATURE_NAMES``; NaN become 0 and infinities the largest float32.
     """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1:
-        raise ValueError(f"Expected mono audio of shape (n,), got shape {y.shape}.")
     if sr != SAMPLE_RATE:
         raise ValueError(f"The {NAME} recipe's features are defined at {SAMPLE_RATE} Hz, got sr={sr}: resample first.")
-    check_signal(y, sr=sr)
+    y = check_signal(y, sr=sr)
     peak = float(np.max(np.abs(y)))
     limit, target = SETTINGS["peak_limit"]
     if peak > limit:

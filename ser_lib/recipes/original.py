@@ -161,10 +161,7 @@ def compute(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     features : np.ndarray [shape=(195,), dtype=float32]
         Blocks in the order of ``FEATURE_BLOCKS``.
     """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1:
-        raise ValueError(f"Expected mono audio of shape (n,), got shape {y.shape}.")
-    check_signal(y, sr=sr)
+    y = check_signal(y, sr=sr)
     ensure_kernels()
     n_fft, hop = SETTINGS["n_fft"], SETTINGS["hop_length"]
     magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
