@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_lib.adapt import SpeakerPrior
 from ser_lib.model import EmotionModel
 from ser_lib.recipes import get_recipe, recipe_names
 
@@ -28,6 +29,8 @@ KERAS_FILE = "best_ser_model.keras"
 SCALER_FILE = "scaler.pkl"
 ENCODER_FILE = "label_encoder.pkl"
 BUNDLE_FILES = (METADATA_FILE, WEIGHTS_FILE, KERAS_FILE, SCALER_FILE, ENCODER_FILE)
+# The adaptive model's arrays in model_weights.npz (its layers and scaler) start with this.
+ADAPTIVE_PREFIX = "adaptive_"
 _LAYER_ARRAYS = {"dense": ("kernel", "bias"), "batchnorm": ("gamma", "beta", "mean", "variance", "epsilon")}
 
 
@@ -75,15 +78,10 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         )
     directory.mkdir(parents=True, exist_ok=True)
     model = run.model
-    arrays, layer_specs = {}, []
-    for index, layer in enumerate(model.layers):
-        spec = {"kind": layer["kind"]}
-        if layer["kind"] == "dense":
-            spec["activation"] = layer["activation"]
-        for name in _LAYER_ARRAYS[layer["kind"]]:
-            arrays[f"layer{index:02d}_{name}"] = np.asarray(layer[name], dtype=np.float32)
-        layer_specs.append(spec)
-    arrays["scaler_mean"], arrays["scaler_scale"] = model.scaler_mean, model.scaler_scale
+    arrays, layer_specs = _layer_arrays(model, "")
+    if model.adaptive is not None:
+        adaptive_arrays, adaptive_specs = _layer_arrays(model.adaptive, ADAPTIVE_PREFIX)
+        arrays.update(adaptive_arrays, **model.prior.arrays())
     np.savez(directory / WEIGHTS_FILE, **arrays)
 
     recipe = get_recipe(model.recipe)
@@ -101,6 +99,13 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         "temperature_slope": float(model.temperature_slope),
         "abstain_threshold": model.metadata.get("abstain_threshold"),
         "abstain_coverage": model.metadata.get("abstain_coverage"),
+        "adaptive": None if model.adaptive is None else {
+            "layers": adaptive_specs, "temperature": float(model.adaptive.temperature),
+            "temperature_slope": float(model.adaptive.temperature_slope),
+            "abstain_threshold": model.adaptive.metadata.get("abstain_threshold"),
+            "abstain_coverage": model.adaptive.metadata.get("abstain_coverage"),
+            "test_metrics": run.adaptive_metrics,
+        },
         "seed": run.seed,
         "split": run.protocol,
         "training": {**run.settings, "train_seconds": round(run.train_seconds, 1)},
@@ -124,6 +129,20 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         with open(directory / name, "wb") as handle:
             pickle.dump(obj, handle)
     return directory
+
+
+def _layer_arrays(model: EmotionModel, prefix: str) -> tuple[dict, list]:
+    """A model's layers and scaler as named float32 arrays, and the layers' specs for the metadata."""
+    arrays, specs = {}, []
+    for index, layer in enumerate(model.layers):
+        spec = {"kind": layer["kind"]}
+        if layer["kind"] == "dense":
+            spec["activation"] = layer["activation"]
+        for name in _LAYER_ARRAYS[layer["kind"]]:
+            arrays[f"{prefix}layer{index:02d}_{name}"] = np.asarray(layer[name], dtype=np.float32)
+        specs.append(spec)
+    arrays[f"{prefix}scaler_mean"], arrays[f"{prefix}scaler_scale"] = model.scaler_mean, model.scaler_scale
+    return arrays, specs
 
 
 def _json_default(value):
@@ -164,12 +183,7 @@ def load_bundle(directory="artifacts") -> EmotionModel:
 
     with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights:
         arrays = dict(weights)
-    layers = []
-    for index, spec in enumerate(metadata["layers"]):
-        layer = dict(spec)
-        for name in _LAYER_ARRAYS[spec["kind"]]:
-            layer[name] = arrays[f"layer{index:02d}_{name}"]
-        layers.append(layer)
+    layers = _layers(metadata["layers"], arrays, "")
     classes = list(metadata["classes"])
     n_outputs = layers[-1]["bias"].shape[0]
     if n_outputs != len(classes):
@@ -180,12 +194,32 @@ def load_bundle(directory="artifacts") -> EmotionModel:
             f"The model in '{directory}' takes {n_inputs} features and its scaler {arrays['scaler_mean'].shape[0]}, "
             f"but ser_lib computes {recipe.n_features} for recipe {recipe.name!r}."
         )
-    return EmotionModel(
+    model = EmotionModel(
         classes=classes, layers=layers, scaler_mean=arrays["scaler_mean"], scaler_scale=arrays["scaler_scale"],
         temperature=float(metadata.get("temperature", 1.0)),
         temperature_slope=float(metadata.get("temperature_slope", 0.0)),  # bundles before the slope had none
         recipe=recipe.name, metadata=metadata,
     )
+    adaptive = metadata.get("adaptive")  # bundles before the adaptive mode have none: they predict per clip
+    if adaptive:
+        model.adaptive = EmotionModel(
+            classes=classes, layers=_layers(adaptive["layers"], arrays, ADAPTIVE_PREFIX),
+            scaler_mean=arrays[f"{ADAPTIVE_PREFIX}scaler_mean"], scaler_scale=arrays[f"{ADAPTIVE_PREFIX}scaler_scale"],
+            temperature=float(adaptive["temperature"]), temperature_slope=float(adaptive["temperature_slope"]),
+            recipe=recipe.name, metadata=adaptive,
+        )
+        model.prior = SpeakerPrior.from_arrays(arrays)
+    return model
+
+
+def _layers(specs: list, arrays: dict, prefix: str) -> list:
+    layers = []
+    for index, spec in enumerate(specs):
+        layer = dict(spec)
+        for name in _LAYER_ARRAYS[spec["kind"]]:
+            layer[name] = arrays[f"{prefix}layer{index:02d}_{name}"]
+        layers.append(layer)
+    return layers
 
 
 def _read_metadata(directory: Path) -> dict:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt
+
 def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of standardised features through exported layers.
 
@@ -93,6 +95,9 @@ class EmotionModel:
     temperature_slope: float = 0.0
     recipe: str = "original"
     metadata: dict = field(default_factory=dict)
+    # The adaptive mode (ser_lib.adapt): a model of speaker-normalised features, and what it shrinks toward.
+    adaptive: EmotionModel | None = None
+    prior: SpeakerPrior | None = None
 
     @property
     def n_features(self) -> int:
@@ -112,6 +117,43 @@ class EmotionModel:
         standardised = self._standardise(features)
         return forward(self.layers, standardised, temperature=self.temperatures(standardised)[:, None])
 
+    def predict_speakers(self, features: np.ndarray, speakers, statistics: dict | None = None):
+        """Probabilities of raw feature rows, each adapted to its speaker where the model can.
+
+        Parameters
+        ----------
+        features : np.ndarray [shape=(n, n_features)]
+        speakers : sequence [length n]
+            The speaker of each row; None (or NaN) for a row of unknown voice, predicted per clip.
+        statistics : dict, optional
+            Speaker -> :class:`~ser_lib.adapt.SpeakerStatistics` (e.g. enrolled); a speaker not in
+            it is adapted to its own rows.
+
+        Returns
+        -------
+        probabilities : np.ndarray [shape=(n, n_classes)]
+        adapted : np.ndarray [shape=(n,), dtype=bool]
+            Whether the row went through the adaptive mode: the model has one and its speaker's
+            statistics hold at least ``MIN_CLIPS`` clips. The others are per clip.
+        n_clips : np.ndarray [shape=(n,), dtype=int]
+            Clips its speaker's statistics came from (0 for a row of unknown voice).
+        """
+        features = self._checked(features)
+        speakers = np.array([None if s is None or (isinstance(s, float) and np.isnan(s)) else s for s in speakers], dtype=object)
+        if len(speakers) != len(features):
+            raise ValueError(f"Expected one speaker per feature row ({len(features)}), got {len(speakers)}.")
+        probabilities = self.predict_proba(features) if len(features) else np.empty((0, len(self.classes)))
+        adapted, n_clips = np.zeros(len(features), dtype=bool), np.zeros(len(features), dtype=int)
+        known = speakers != None  # noqa: E711 - elementwise on an object array
+        for speaker in dict.fromkeys(speakers[known]):
+            rows = speakers == speaker
+            own = (statistics or {}).get(speaker) or SpeakerStatistics.of(features[rows])
+            n_clips[rows] = own.n
+            if self.adaptive is not None and own.n >= MIN_CLIPS:
+                probabilities[rows] = self.adaptive.predict_proba(adapt(features[rows], own, self.prior))
+                adapted[rows] = True
+        return probabilities, adapted, n_clips
+
     def temperatures(self, standardised: np.ndarray) -> np.ndarray:
         """The calibration temperature of each standardised feature row."""
         if self.temperature_slope == 0:
@@ -127,9 +169,12 @@ class EmotionModel:
         return atypicality(self._standardise(features))
 
     def _standardise(self, features: np.ndarray) -> np.ndarray:
+        return (self._checked(features) - self.scaler_mean) / self.scaler_scale
+
+    def _checked(self, features: np.ndarray) -> np.ndarray:
         features = np.atleast_2d(np.asarray(features, dtype=np.float32))
         if features.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {features.shape[1]} features, but this model is expecting {self.n_features} features as input."
             )
-        return (features - self.scaler_mean) / self.scaler_scale
+        return features

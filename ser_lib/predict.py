@@ -39,10 +39,12 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ser_lib.adapt import SpeakerStatistics
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
 from ser_lib.audio import CLIP_SECONDS, MIN_DURATION, SAMPLE_RATE, AudioError, check_audio_path, load_audio, truncation_warning
 from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
@@ -59,6 +61,9 @@ WHOLE_CLIP_MAX_S = 10.0
 # Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40.
 TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
 SILENT = "silent"
+# A long recording is one voice: its voiced windows are normalised by their own statistics when the
+# bundle has an adaptive mode (measured in ENHANCEMENTS.md).
+RECORDINGS_ADAPT = True
 # Audio read per block of a long recording (native-rate seconds) and windows per parallel job.
 _BLOCK_SECONDS = 30.0
 _WINDOWS_PER_JOB = 16
@@ -113,6 +118,11 @@ class Prediction(tuple):
     duration : float
         Seconds of audio in the file.
     n_windows, n_silent : int
+    adapted : bool
+        Predicted by the adaptive mode, normalised by other clips of the same voice (``reference``,
+        an enrolled ``speaker``, or a long recording's own windows); False: per clip.
+    n_clips : int
+        Clips (or windows) the voice's statistics came from; 0 without speaker information.
     warning : str or None
         Something to know about the file, though it was predicted: e.g. its header announces more
         audio than it holds (an interrupted download), and how much is missing.
@@ -168,6 +178,8 @@ def predict_emotion(
     window: float = WINDOW_SECONDS,
     hop: float = HOP_SECONDS,
     silence_db: float = SILENCE_DB,
+    reference=None,
+    speaker: str | None = None,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> Prediction:
@@ -187,6 +199,14 @@ def predict_emotion(
     silence_db : float
         Windows of a long recording whose RMS level is below this (dBFS) are silent and left out of
         the overall result (see the module docstring for how -60 was chosen).
+    reference : sequence of str or Path, optional
+        Other clips of the same voice: the file is normalised by the statistics of them and itself
+        (the adaptive mode, :mod:`ser_lib.adapt`), as the bundle's adaptive model was trained. The
+        more clips and emotions, the better; with none the file is predicted per clip (a long
+        recording adapts to its own windows).
+    speaker : str, optional
+        An enrolled speaker (:func:`enroll_speaker`) whose stored statistics are used. Not with
+        ``reference``.
     n_jobs : int
         Processes for the windows of a long recording (joblib; -1 for every core).
     progress : bool
@@ -206,11 +226,27 @@ def predict_emotion(
     AudioError
         The file cannot be decoded, is empty, too short, silent or not finite.
     ValueError
-        Bad ``window``/``hop``, or a bundle made for other features or classes.
+        Bad ``window``/``hop``, or a bundle made for other features or classes; a reference clip
+        that cannot be read (named); both ``reference`` and ``speaker``.
     """
     window, hop = _check_windowing(window, hop)
     model = get_model(artifacts_dir)
-    return _predict_file(path, model, window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs, progress=progress)
+    if reference is not None and speaker is not None:
+        raise ValueError("Pass reference= (other clips of the voice) or speaker= (an enrolled speaker's name), not both.")
+    voice = load_enrolment(artifacts_dir, speaker) if speaker is not None else None
+    if reference is not None:
+        if isinstance(reference, (str, os.PathLike)):
+            raise TypeError(f"reference={reference!r}: expected a list of clips of the same voice, not one path.")
+        voice = np.stack([_reference_features(clip, model, window) for clip in reference]) if len(reference) else None
+    return _predict_file(path, model, window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs, progress=progress,
+                         voice=voice)
+
+
+def _reference_features(path, model: EmotionModel, window: float) -> np.ndarray:
+    try:
+        return _clip_features(path, model, window)[0]
+    except (OSError, ValueError) as error:
+        raise type(error)(f"Reference clip '{path}' cannot be used: {error}") from error
 
 
 def _check_windowing(window, hop) -> tuple[float, float]:
@@ -222,11 +258,12 @@ def _check_windowing(window, hop) -> tuple[float, float]:
     return window, hop
 
 
-def signal_probabilities(model: EmotionModel, signals) -> np.ndarray:
-    """Class probabilities of mono signals at the model's sample rate: its recipe's features, then the model.
+def signal_features(model: EmotionModel, signals) -> np.ndarray:
+    """The model's recipe's features of mono signals at its sample rate.
 
-    The one path from audio to probabilities: clips, the windows of a long recording and batches
-    all go through it.
+    The one path from audio to what a model reads: clips, the windows of a long recording and
+    batches all go through it; :meth:`EmotionModel.predict_speakers` then gives the probabilities,
+    adapted to the speaker or per clip.
 
     Parameters
     ----------
@@ -235,17 +272,17 @@ def signal_probabilities(model: EmotionModel, signals) -> np.ndarray:
 
     Returns
     -------
-    probabilities : np.ndarray [shape=(len(signals), n_classes)]
+    features : np.ndarray [shape=(len(signals), n_features), dtype=float32]
     """
     recipe = get_recipe(model.recipe)
-    return model.predict_proba(np.stack([recipe.compute(y, sr=recipe.sample_rate) for y in signals]))
+    return np.stack([recipe.compute(y, sr=recipe.sample_rate) for y in signals])
 
 
-def _clip_probabilities(path, model: EmotionModel, window: float) -> tuple[np.ndarray, float]:
-    """A clip's probabilities and the seconds read: its first ``window`` seconds, or all of it for a whole-clip recipe."""
+def _clip_features(path, model: EmotionModel, window: float) -> tuple[np.ndarray, float]:
+    """A clip's features and the seconds read: its first ``window`` seconds, or all of it for a whole-clip recipe."""
     recipe = get_recipe(model.recipe)
     y = load_audio(path, sr=recipe.sample_rate, duration=_clip_duration(model, window))
-    return signal_probabilities(model, [y])[0], y.size / recipe.sample_rate
+    return signal_features(model, [y])[0], y.size / recipe.sample_rate
 
 
 def _probe(path: Path) -> tuple[float | None, str | None]:
@@ -261,18 +298,32 @@ def _probe(path: Path) -> tuple[float | None, str | None]:
     return duration, truncation_warning(info)
 
 
-def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False) -> Prediction:
+def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False, voice=None) -> Prediction:
     path = Path(path)
     duration, warning = _probe(path)
     if _is_recording(model, duration, window, hop):
         result = _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
-                               n_jobs=n_jobs, progress=progress)
+                               n_jobs=n_jobs, progress=progress, voice=voice)
     else:
-        clip, seconds_read = _clip_probabilities(path, model, window)
-        result = _summarise(model, clip[None, :], duration=seconds_read if duration is None else duration,
-                            timeline=None, n_windows=1, n_silent=0)
+        clip, seconds_read = _clip_features(path, model, window)
+        result = _summarise(model, *_voice_probabilities(model, clip[None, :], voice),
+                            duration=seconds_read if duration is None else duration, timeline=None, n_windows=1, n_silent=0)
     result.__dict__["warning"] = warning
     return result
+
+
+def _voice_probabilities(model: EmotionModel, rows: np.ndarray, voice) -> tuple[np.ndarray, bool, int]:
+    """Probabilities of feature rows of one voice, whether they were adapted, and from how many clips.
+
+    ``voice`` is what is known of it: None (per clip), the feature rows of its *other* clips (the
+    statistics are theirs and ``rows``'), or enrolled :class:`SpeakerStatistics`.
+    """
+    if voice is None or not len(rows):
+        return model.predict_proba(rows) if len(rows) else np.empty((0, len(model.classes))), False, 0
+    if not isinstance(voice, SpeakerStatistics):
+        voice = SpeakerStatistics.of(np.concatenate([np.asarray(voice).reshape(-1, rows.shape[1]), rows]))
+    probabilities, adapted, n_clips = model.predict_speakers(rows, ["voice"] * len(rows), {"voice": voice})
+    return probabilities, bool(adapted[0]), int(n_clips[0])
 
 
 def _is_recording(model, duration: float | None, window: float, hop: float) -> bool:
@@ -289,8 +340,12 @@ def _clip_duration(model, window: float) -> float | None:
     return None if get_recipe(model.recipe).clip_seconds is None else window
 
 
-def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_silent) -> Prediction:
-    """The overall result from the non-silent windows' probabilities [shape=(n, n_classes)]."""
+def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, duration, timeline, n_windows, n_silent) -> Prediction:
+    """The overall result from the non-silent windows' probabilities [shape=(n, n_classes)].
+
+    ``adapted``: they came from the adaptive model (whose abstention threshold applies), with
+    statistics of ``n_clips`` clips.
+    """
     import pandas as pd
 
     classes = list(model.classes)
@@ -299,14 +354,14 @@ def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_
         return Prediction(
             None, math.nan, nan, top3=[], tier=None, uncertain=False, dominance=math.nan,
             distribution=pd.Series(nan, name="probability", dtype=float), timeline=timeline, duration=duration,
-            n_windows=n_windows, n_silent=n_silent, warning=None,
+            n_windows=n_windows, n_silent=n_silent, adapted=False, n_clips=n_clips, warning=None,
             error=f"no speech: all {n_windows} windows are below the silence gate",
         )
     mean = window_probabilities.mean(axis=0)
     best = int(np.argmax(mean))
     order = np.argsort(-mean, kind="stable")
     confidence = float(100 * mean[best])
-    threshold = model.metadata.get("abstain_threshold")
+    threshold = (model.adaptive if adapted else model).metadata.get("abstain_threshold")
     return Prediction(
         classes[best], confidence, dict(zip(classes, map(float, mean))),
         top3=[(classes[i], float(mean[i])) for i in order[:3]],
@@ -314,7 +369,8 @@ def _summarise(model, window_probabilities, *, duration, timeline, n_windows, n_
         uncertain=bool(threshold is not None and mean[best] < float(threshold)),
         dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
         distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
-        timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, warning=None, error=None,
+        timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, adapted=adapted,
+        n_clips=n_clips, warning=None, error=None,
     )
 
 
@@ -399,7 +455,7 @@ def _level_db(samples: np.ndarray) -> float:
     return 10 * math.log10(power) if power > 0 else -math.inf
 
 
-def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress) -> Prediction:
+def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress, voice=None) -> Prediction:
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -427,14 +483,18 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
     expected = len(window_starts(int(round(duration * sr)), window_n, hop_n))
     with tqdm(total=expected, desc=f"Windows of {path.name}", unit="window", disable=not progress, leave=False) as bar:
         if n_jobs == 1:
-            results = [signal_probabilities(model, stack) for stack in jobs()]
+            results = [signal_features(model, stack) for stack in jobs()]
         else:
             from joblib import Parallel, delayed
 
             runner = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2*n_jobs")
-            results = list(runner(delayed(signal_probabilities)(model, stack) for stack in jobs()))
+            results = list(runner(delayed(signal_features)(model, stack) for stack in jobs()))
     classes = list(model.classes)
-    voiced = np.concatenate(results) if results else np.empty((0, len(classes)))
+    rows = np.concatenate(results) if results else np.empty((0, model.n_features), dtype=np.float32)
+    # One voice: its windows are clips of it (see RECORDINGS_ADAPT), with the other clips the caller knows of.
+    if voice is None and RECORDINGS_ADAPT:
+        voice = rows[:0]
+    voiced, adapted, n_clips = _voice_probabilities(model, rows, voice)
     n = len(starts)
     probabilities = np.full((n, len(classes)), np.nan)
     probabilities[voiced_index] = voiced
@@ -449,7 +509,8 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
     timeline.loc[top < 0, "confidence"] = np.nan
     timeline[classes] = probabilities
     timeline["level_db"] = np.round(levels, 2)
-    result = _summarise(model, voiced, duration=duration, timeline=timeline, n_windows=n, n_silent=n - len(voiced_index))
+    result = _summarise(model, voiced, adapted, n_clips, duration=duration, timeline=timeline, n_windows=n,
+                        n_silent=n - len(voiced_index))
     if result.error:
         result.__dict__["error"] = f"{result.error} ({silence_db:g} dBFS): the loudest window is at {max(levels):.1f} dBFS"
     return result
@@ -460,22 +521,49 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
 # ---------------------------------------------------------------------------------------------
 
 
-def _predict_clips_worker(paths, artifacts_dir, window):
-    """Probabilities and seconds read (or the reason there are none) of a batch of clips; runs in worker processes."""
+def _clip_features_worker(paths, artifacts_dir, window):
+    """Features and seconds read (or the reason there are none) of a batch of clips; runs in worker processes."""
     model = get_model(artifacts_dir)
     out = []
     for path in paths:
         try:
-            out.append((*_clip_probabilities(path, model, window), None))
+            out.append((*_clip_features(path, model, window), None))
         except (OSError, ValueError) as error:
             out.append((None, None, str(error)))
     return out
+
+
+def _clips_features(paths: list, artifacts_dir, window: float, *, n_jobs: int, bar) -> list:
+    """``(features, seconds read, None)`` or ``(None, None, reason)`` of each clip, in batches over ``n_jobs`` processes."""
+    # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.
+    workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+    size = max(1, min(8, len(paths) // (4 * workers)))
+    batches = [paths[i : i + size] for i in range(0, len(paths), size)]
+    results = []
+
+    def run():
+        results.clear()
+        if n_jobs == 1:
+            outputs = (_clip_features_worker(batch, str(artifacts_dir), window) for batch in batches)
+        else:
+            from joblib import Parallel, delayed
+
+            runner = Parallel(n_jobs=n_jobs, return_as="generator")
+            outputs = runner(delayed(_clip_features_worker)(batch, str(artifacts_dir), window) for batch in batches)
+        for output in outputs:
+            results.extend(output)
+            bar.update(len(output))
+
+    rerun_after_worker_crash(run, what="prediction")
+    return results
 
 
 def predict_many(
     paths,
     artifacts_dir="artifacts",
     *,
+    speakers=None,
+    speaker: str | None = None,
     window: float = WINDOW_SECONDS,
     hop: float = HOP_SECONDS,
     silence_db: float = SILENCE_DB,
@@ -488,14 +576,26 @@ def predict_many(
     Clips are predicted in parallel batches (``n_jobs`` processes); long recordings one after the
     other, each with its windows in parallel.
 
+    Parameters
+    ----------
+    speakers : sequence, optional
+        One speaker id per path (None for a file of unknown voice). Each speaker's clips are
+        normalised by their own statistics (the adaptive mode, :mod:`ser_lib.adapt`; a speaker with
+        one clip is predicted per clip); a long recording by its windows' and its speaker's clips'.
+    speaker : str, optional
+        Every file is the voice of this enrolled speaker (:func:`enroll_speaker`): its stored
+        statistics are used. Not with ``speakers``.
+
     Returns
     -------
     table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, tier, uncertain, warning, error]
         One row per input path in input order; ``confidence`` in percent, class columns hold
         probabilities (0-1), ``tier`` high/medium/low, ``uncertain`` True when the top probability
-        is under the bundle's abstain threshold; ``warning`` says what to know about a predicted
-        file (e.g. truncated: how much of the announced audio is missing); ``error`` is empty for
-        files that were predicted.
+        is under the abstain threshold (the adaptive mode's for an adapted row); ``warning`` says
+        what to know about a predicted file (e.g. truncated: how much of the announced audio is
+        missing); ``error`` is empty for files that were predicted. With ``speakers`` or
+        ``speaker``, also ``speaker`` (after ``path``), ``adapted`` and ``n_clips`` (the clips its
+        speaker's statistics came from) after ``uncertain``.
     timeline : pd.DataFrame [columns: path, start, end, emotion, confidence, <one per class>, level_db]
         Only with ``return_timeline``: one row per window of each predicted file (one row for a
         clip); ``confidence`` and class columns in 0-1.
@@ -507,6 +607,11 @@ def predict_many(
     model = get_model(artifacts_dir)
     classes = list(model.classes)
     paths = [str(p) for p in paths]
+    file_speakers = _file_speakers(paths, speakers, speaker)
+    enrolled = {speaker: load_enrolment(artifacts_dir, speaker)} if speaker is not None else None
+    if file_speakers is not None and model.adaptive is None:
+        warnings.warn(f"The bundle in '{artifacts_dir}' has no adaptive mode (it was trained before ser_lib had one): "
+                      "every file is predicted per clip. Retrain it to adapt to speakers.", stacklevel=2)
     results: list = [None] * len(paths)
     durations, file_warnings = [None] * len(paths), [None] * len(paths)
     clips, long = [], []
@@ -522,56 +627,70 @@ def predict_many(
         ensure_kernels()  # checked here once, before any worker starts (see ser_lib.kernels)
     with tqdm(total=len(paths), desc="Predict", unit="file", disable=not progress) as bar:
         bar.update(len(paths) - len(clips) - len(long))
-        # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.
-        workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
-        size = max(1, min(8, len(clips) // (4 * workers)))
-        batches = [clips[i : i + size] for i in range(0, len(clips), size)]
-        arguments = [([paths[i] for i in chunk], str(artifacts_dir), window) for chunk in batches]
-
-        def predict_clips():
-            if n_jobs == 1:
-                outputs = (_predict_clips_worker(*args) for args in arguments)
+        features, seconds = {}, {}
+        for index, (row, duration, reason) in zip(clips, _clips_features([paths[i] for i in clips], artifacts_dir, window,
+                                                                         n_jobs=n_jobs, bar=bar)):
+            if row is None:
+                results[index] = reason
             else:
-                from joblib import Parallel, delayed
-
-                runner = Parallel(n_jobs=n_jobs, return_as="generator")
-                outputs = runner(delayed(_predict_clips_worker)(*args) for args in arguments)
-            for chunk, output in zip(batches, outputs):
-                for index, (probabilities, duration, reason) in zip(chunk, output):
-                    results[index] = reason if probabilities is None else _summarise(
-                        model, probabilities[None, :], duration=duration, timeline=None, n_windows=1, n_silent=0
-                    )
-                bar.update(len(chunk))
-
-        rerun_after_worker_crash(predict_clips, what="prediction")
+                features[index], seconds[index] = row, duration
+        # Each speaker's clips adapted to each other (or to the enrolled statistics); the rest per clip.
+        done = sorted(features)
+        ids = [None if file_speakers is None else file_speakers[i] for i in done]
+        rows = np.stack([features[i] for i in done]) if done else np.empty((0, model.n_features), dtype=np.float32)
+        probabilities, adapted, n_clips = model.predict_speakers(rows, ids, enrolled)
+        for k, index in enumerate(done):
+            results[index] = _summarise(model, probabilities[k : k + 1], bool(adapted[k]), int(n_clips[k]),
+                                        duration=seconds[index], timeline=None, n_windows=1, n_silent=0)
         for index in long:
+            own = None if file_speakers is None else file_speakers[index]
+            voice = None if own is None else enrolled[own] if enrolled else rows[[i == own for i in ids]]
             try:
                 results[index] = _predict_long(Path(paths[index]), model, duration=durations[index],
                                                window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs,
-                                               progress=progress)
+                                               progress=progress, voice=voice)
             except (OSError, ValueError) as error:
                 results[index] = str(error)
             bar.update(1)
 
-    rows, timelines = [], []
-    for path, result, warning in zip(paths, results, file_warnings):
+    table_rows, timelines = [], []
+    for index, (path, result, warning) in enumerate(zip(paths, results, file_warnings)):
         row = {"path": path, "emotion": None, "confidence": math.nan, **dict.fromkeys(classes, math.nan),
-               "tier": None, "uncertain": False, "warning": warning or "", "error": ""}
+               "tier": None, "uncertain": False, "adapted": False, "n_clips": 0, "warning": warning or "", "error": ""}
+        if file_speakers is not None:
+            row["speaker"] = file_speakers[index]
         if isinstance(result, str):
             row["error"] = result
         else:
             row.update(emotion=result.emotion, confidence=result.confidence, **result.probabilities,
-                       tier=result.tier, uncertain=result.uncertain, error=result.error or "")
+                       tier=result.tier, uncertain=result.uncertain, adapted=result.adapted, n_clips=result.n_clips,
+                       error=result.error or "")
             if return_timeline:
                 timelines.append(_file_timeline(path, result, window))
-        rows.append(row)
-    columns = ["path", "emotion", "confidence", *classes, "tier", "uncertain", "warning", "error"]
-    table = pd.DataFrame(rows, columns=columns)
+        table_rows.append(row)
+    speaker_columns = (["speaker"], ["adapted", "n_clips"]) if file_speakers is not None else ([], [])
+    columns = ["path", *speaker_columns[0], "emotion", "confidence", *classes, "tier", "uncertain", *speaker_columns[1],
+               "warning", "error"]
+    table = pd.DataFrame(table_rows, columns=columns)
     if not return_timeline:
         return table
     columns = ["path", "start", "end", "emotion", "confidence", *classes, "level_db"]
     timeline = pd.concat(timelines, ignore_index=True)[columns] if timelines else pd.DataFrame(columns=columns)
     return table, timeline
+
+
+def _file_speakers(paths: list, speakers, speaker) -> list | None:
+    """The speaker of each file (None: unknown), or None without speaker information."""
+    if speakers is not None and speaker is not None:
+        raise ValueError("Pass speakers= (one speaker id per file) or speaker= (an enrolled speaker's name), not both.")
+    if speaker is not None:
+        return [speaker] * len(paths)
+    if speakers is None:
+        return None
+    speakers = [None if s is None or (isinstance(s, float) and math.isnan(s)) or s == "" else str(s) for s in speakers]
+    if len(speakers) != len(paths):
+        raise ValueError(f"Expected one speaker per file ({len(paths)} files), got {len(speakers)} speakers.")
+    return speakers
 
 
 def _file_timeline(path: str, result: Prediction, window: float):
@@ -583,3 +702,93 @@ def _file_timeline(path: str, result: Prediction, window: float):
         "path": path, "start": 0.0, "end": min(result.duration, window), "emotion": result.emotion,
         "confidence": result.confidence / 100, **result.probabilities, "level_db": math.nan,
     }])
+
+
+# ---------------------------------------------------------------------------------------------
+# Enrolment
+# ---------------------------------------------------------------------------------------------
+
+
+def enroll_speaker(name: str, paths, artifacts_dir="artifacts", *, overwrite: bool = False, n_jobs: int = 1,
+                   progress: bool = True):
+    """Store a speaker's statistics beside a bundle, for predicting that voice one clip at a time.
+
+    The features of ``paths`` (clips of the speaker, of as many emotions as there are: clips of one
+    mood bias the statistics, though shrinkage limits it) are summarised as their mean and variance
+    and written to ``artifacts_dir/speakers/NAME.npz`` as plain arrays. ``predict_emotion(path,
+    speaker=NAME)``, ``predict_many(paths, speaker=NAME)`` and ``ser predict --speaker NAME`` use them.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    table : pd.DataFrame [columns: path, used, error]
+        Each input file, whether its features were used, and why not (unreadable, or a long
+        recording: enrol with clips of it).
+
+    Raises
+    ------
+    ValueError
+        A bad name, fewer than ``MIN_CLIPS`` usable clips, or a bundle without an adaptive mode.
+    FileExistsError
+        The speaker is enrolled already and ``overwrite`` is False.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ser_lib.adapt import MIN_CLIPS, enrolment_path, save_statistics
+    from ser_lib.features import settings_key
+
+    target = enrolment_path(artifacts_dir, name)
+    model = get_model(artifacts_dir)
+    if model.adaptive is None:
+        raise ValueError(f"The bundle in '{artifacts_dir}' has no adaptive mode (it was trained before ser_lib had one): "
+                         "retrain it to enrol speakers.")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"Speaker {name!r} is enrolled already ('{target}'): pass overwrite=True "
+                              "(`ser enroll --force`) to replace the statistics.")
+    paths = [str(p) for p in paths]
+    reasons = {}
+    clips = []
+    for path in paths:
+        try:
+            duration, _ = _probe(Path(path))
+        except OSError as error:
+            reasons[path] = str(error)
+            continue
+        if _is_recording(model, duration, WINDOW_SECONDS, HOP_SECONDS):
+            reasons[path] = f"a recording of {duration:.1f} s: enrol with clips (one utterance each) of the speaker"
+        else:
+            clips.append(path)
+    if clips:
+        ensure_kernels()
+    with tqdm(total=len(clips), desc=f"Enrol {name}", unit="clip", disable=not progress) as bar:
+        outputs = _clips_features(clips, artifacts_dir, WINDOW_SECONDS, n_jobs=n_jobs, bar=bar)
+    rows = []
+    for path, (row, _, reason) in zip(clips, outputs):
+        if row is None:
+            reasons[path] = reason
+        else:
+            rows.append(row)
+    table = pd.DataFrame({"path": paths, "used": [p not in reasons for p in paths], "error": [reasons.get(p, "") for p in paths]})
+    if len(rows) < MIN_CLIPS:
+        raise ValueError(f"Enrolling {name!r} needs at least {MIN_CLIPS} readable clips, got {len(rows)} of {len(paths)}"
+                         + (f" ({'; '.join(f'{p}: {r}' for p, r in reasons.items())})" if reasons else "") + ".")
+    recipe = get_recipe(model.recipe)
+    statistics = SpeakerStatistics.of(np.stack(rows))
+    used = table.loc[table["used"], "path"].tolist()
+    return save_statistics(target, statistics, recipe=recipe.name, settings_key=settings_key(recipe.settings), clips=used), table
+
+
+def load_enrolment(artifacts_dir, name: str) -> SpeakerStatistics:
+    """An enrolled speaker's statistics (:func:`enroll_speaker`), checked to fit the bundle's features."""
+    from ser_lib.adapt import ENROLMENT_DIR, enrolment_path, load_statistics
+    from ser_lib.features import settings_key
+
+    path = enrolment_path(artifacts_dir, name)
+    if not path.is_file():
+        enrolled = sorted(p.stem for p in (Path(artifacts_dir) / ENROLMENT_DIR).glob("*.npz"))
+        raise FileNotFoundError(f"No speaker {name!r} is enrolled in '{artifacts_dir}' (enrolled: {enrolled or 'none'}): "
+                                f"enrol with `ser enroll {name} CLIPS... --artifacts {artifacts_dir}`.")
+    recipe = get_recipe(get_model(artifacts_dir).recipe)
+    return load_statistics(path, recipe=recipe.name, settings_key=settings_key(recipe.settings))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib import evaluate
+from ser_lib.adapt import adapt_rows, fit_prior, statistics_by_speaker
 from ser_lib.features import feature_matrix
 from ser_lib.model import EmotionModel, softmax
 from ser_lib.recipes import get_recipe
@@ -122,6 +123,10 @@ class TrainingRun:
     per_corpus: pd.DataFrame
     train_seconds: float
     settings: dict = field(default_factory=dict)
+    # The adaptive mode's test predictions (each test speaker normalised by its own clips; ``adapted``
+    # per row) and metrics, when the recipe has one (ser_lib.adapt).
+    adaptive_predictions: pd.DataFrame | None = None
+    adaptive_metrics: dict = field(default_factory=dict)
 
     @property
     def classes(self) -> list:
@@ -148,6 +153,7 @@ def train(
     patience: int = TRAINING_DEFAULTS["patience"],
     coverage: float = ABSTAIN_COVERAGE,
     split: pd.Series | None = None,
+    adaptive: bool = True,
     progress: bool = True,
 ) -> TrainingRun:
     """Split, fit a recipe's classifier on the train part, calibrate it on validation, test it.
@@ -219,51 +225,97 @@ def train(
         classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"], scaler_scale=fitted["scaler_scale"],
         recipe=recipe.name,
     )
-
-    # Calibration and the abstention threshold come from held-out predictions, never from test: the
-    # recipe's own (``fitted["calibration"]``, e.g. out-of-fold over the training speakers) when it
-    # gives them, else the validation speakers'.
-    uncalibrated_test = model.predict_proba(x[parts["test"]])
-    calibration = fitted.get("calibration")
-    if calibration is None:
-        validation = x[parts["validation"]]
-        calibration_probabilities, calibration_labels = model.predict_proba(validation), y[parts["validation"]]
-        calibration_atypicality = model.atypicality(validation)
-        calibrated_on = "validation"
-    else:
-        calibration_probabilities, calibration_labels, calibration_atypicality = (np.asarray(a) for a in calibration)
-        calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
-    fitted_calibration = evaluate.fit_calibration(calibration_probabilities, calibration_labels, calibration_atypicality)
-    model.temperature, model.temperature_slope = fitted_calibration["temperature"], fitted_calibration["temperature_slope"]
-    calibration_log_p = np.log(np.clip(calibration_probabilities, 1e-12, 1.0))
-    calibration_confidence = softmax(calibration_log_p / model.temperature_at(calibration_atypicality)[:, None]).max(axis=1)
-    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(calibration_confidence, coverage=coverage)
-    model.metadata["abstain_coverage"] = coverage
-
     test = features.loc[parts["test"]]
-    predictions = prediction_table(test, model.predict_proba(x[parts["test"]]), classes)
-    predictions.insert(predictions.columns.get_loc("confidence") + 1, "confidence_uncalibrated", uncalibrated_test.max(axis=1))
-    correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
-    kept = predictions["confidence"].to_numpy() >= model.metadata["abstain_threshold"]
-    calibration_metrics = {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"]}
-    metrics = {"n": 0, **calibration_metrics}  # protocol "none" has no test part to score
-    if len(predictions):
-        metrics = {
-            **evaluate.summary_metrics(predictions["emotion"], predictions["predicted"], classes),
-            "ece_uncalibrated": evaluate.expected_calibration_error(predictions["confidence_uncalibrated"], correct),
-            "ece": evaluate.expected_calibration_error(predictions["confidence"], correct),
-            **calibration_metrics,
-            "coverage": float(kept.mean()),
-            "accuracy_kept": float(correct[kept].mean()) if kept.any() else float("nan"),
-        }
+    uncalibrated = model.predict_proba(x[parts["test"]])
+    calibration_metrics = _calibrate(model, fitted, x[parts["validation"]], y[parts["validation"]], coverage)
+    predictions = _test_predictions(test, model.predict_proba(x[parts["test"]]), uncalibrated, classes)
+    metrics = _test_metrics(predictions, model, calibration_metrics, classes)
+
+    adaptive_predictions, adaptive_metrics = None, {}
+    if adaptive and recipe.adaptive:
+        # The adaptive mode (ser_lib.adapt): every speaker normalised by its own original clips (a test
+        # speaker's too: its unlabelled clips), the population statistics from the training speakers.
+        speakers = features["speaker"].to_numpy()
+        model.prior = fit_prior(x[parts["train"]], speakers[parts["train"]])
+        statistics = statistics_by_speaker(x, speakers)
+        x_adapted = adapt_rows(x_fit, groups_fit, statistics, model.prior)
+        start = time.perf_counter()
+        fitted_adaptive = recipe.fit(
+            x_adapted, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size,
+            patience=patience, progress=progress, description=f"Training {recipe.name}, adaptive ({protocol} split)",
+            groups=groups_fit, is_copy=is_copy,
+        )
+        train_seconds += time.perf_counter() - start
+        model.adaptive = EmotionModel(
+            classes=classes, layers=fitted_adaptive["layers"], scaler_mean=fitted_adaptive["scaler_mean"],
+            scaler_scale=fitted_adaptive["scaler_scale"], recipe=recipe.name,
+        )
+        adapted_original = x_adapted[: len(x)]
+        uncalibrated = model.adaptive.predict_proba(adapted_original[parts["test"]])
+        adaptive_calibration = _calibrate(model.adaptive, fitted_adaptive, adapted_original[parts["validation"]],
+                                          y[parts["validation"]], coverage)
+        probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
+        adaptive_predictions = _test_predictions(test, probabilities, uncalibrated, classes).assign(adapted=adapted)
+        adaptive_metrics = _test_metrics(adaptive_predictions, model.adaptive, adaptive_calibration, classes)
+        adaptive_metrics.update(calibrated_on=adaptive_metrics.pop("calibrated_on"))
+
     return TrainingRun(
         protocol=protocol if protocol != "corpus" else f"corpus:{test_corpus}", seed=seed, model=model,
         keras_model=fitted["keras_model"], history=fitted["history"], split=split, predictions=predictions,
         metrics=metrics, per_corpus=evaluate.per_group_metrics(predictions, predictions["predicted"], classes),
         train_seconds=train_seconds,
-        settings={"recipe": recipe.name, "augmented_train_rows": int(len(x_fit) - len(x)), "calibrated_on": calibrated_on,
-                  "calibration_clips": int(len(calibration_labels)), **fitted["settings"]},
+        settings={"recipe": recipe.name, "augmented_train_rows": int(len(x_fit) - len(x)),
+                  "calibrated_on": metrics.pop("calibrated_on"), "calibration_clips": metrics.pop("calibration_clips"),
+                  **fitted["settings"]},
+        adaptive_predictions=adaptive_predictions, adaptive_metrics=adaptive_metrics,
     )
+
+
+def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, coverage: float) -> dict:
+    """Set a model's temperature, its slope and abstention threshold from held-out predictions, never from test.
+
+    The recipe's own (``fitted["calibration"]``, e.g. out-of-fold over the training speakers) when it
+    gives them, else the validation speakers'. Returns the calibration metrics, where they came from
+    (``calibrated_on``) and how many clips (``calibration_clips``).
+    """
+    calibration = fitted.get("calibration")
+    if calibration is None:
+        probabilities, labels, spread = model.predict_proba(x_validation), y_validation, model.atypicality(x_validation)
+        calibrated_on = "validation"
+    else:
+        probabilities, labels, spread = (np.asarray(a) for a in calibration)
+        calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
+    fitted_calibration = evaluate.fit_calibration(probabilities, labels, spread)
+    model.temperature, model.temperature_slope = fitted_calibration["temperature"], fitted_calibration["temperature_slope"]
+    log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
+    confidence = softmax(log_p / model.temperature_at(spread)[:, None]).max(axis=1)
+    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence, coverage=coverage)
+    model.metadata["abstain_coverage"] = coverage
+    return {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"],
+            "calibrated_on": calibrated_on, "calibration_clips": int(len(labels))}
+
+
+def _test_predictions(test: pd.DataFrame, probabilities: np.ndarray, uncalibrated: np.ndarray, classes: list) -> pd.DataFrame:
+    """The test clips' prediction table, the confidence before calibration beside the calibrated one."""
+    predictions = prediction_table(test, probabilities, classes)
+    predictions.insert(predictions.columns.get_loc("confidence") + 1, "confidence_uncalibrated", uncalibrated.max(axis=1))
+    return predictions
+
+
+def _test_metrics(predictions: pd.DataFrame, model: EmotionModel, calibration_metrics: dict, classes: list) -> dict:
+    """Accuracy, F1, ECE before and after calibration, and abstention of a test table (only calibration without test)."""
+    if not len(predictions):  # protocol "none" has no test part to score
+        return {"n": 0, **calibration_metrics}
+    correct = (predictions["predicted"] == predictions["emotion"]).to_numpy()
+    kept = predictions["confidence"].to_numpy() >= model.metadata["abstain_threshold"]
+    return {
+        **evaluate.summary_metrics(predictions["emotion"], predictions["predicted"], classes),
+        "ece_uncalibrated": evaluate.expected_calibration_error(predictions["confidence_uncalibrated"], correct),
+        "ece": evaluate.expected_calibration_error(predictions["confidence"], correct),
+        **calibration_metrics,
+        "coverage": float(kept.mean()),
+        "accuracy_kept": float(correct[kept].mean()) if kept.any() else float("nan"),
+    }
 
 
 def _checked_labels(table: pd.DataFrame) -> pd.DataFrame:

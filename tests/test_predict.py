@@ -128,10 +128,14 @@ def test_a_long_recording_gets_a_timeline_and_silence_is_left_out(bundle, classe
     assert result.emotion == classes[int(voiced.mean(axis=0).argmax())]
     assert result.confidence == pytest.approx(100 * voiced.mean(axis=0).max())
     assert result.dominance == pytest.approx(np.mean(voiced.argmax(axis=1) == classes.index(result.emotion)))
-    # Each window's probabilities are the model's on exactly that stretch of audio.
+    # Each window's probabilities are the model's on exactly that stretch of audio, adapted to the
+    # recording's voiced windows (one voice).
     model = ser_lib.load_bundle(bundle)
-    first = predict.signal_probabilities(model, [soundfile.read(path, dtype="float32")[0][:3 * SR]])[0]
-    np.testing.assert_allclose(timeline.loc[0, classes].to_numpy(float), first, atol=1e-6)
+    audio = soundfile.read(path, dtype="float32")[0]
+    rows = predict.signal_features(model, [audio[int(t * SR) : int(t * SR) + 3 * SR] for t in timeline.loc[~silent, "start"]])
+    expected, adapted, n_clips = model.predict_speakers(rows, ["recording"] * len(rows))
+    np.testing.assert_allclose(voiced, expected, atol=1e-5)
+    assert model.adaptive is not None and result.adapted and adapted.all() and result.n_clips == len(rows) == 8
     assert result.plot_timeline() is not None and result.plot_distribution() is not None
 
 

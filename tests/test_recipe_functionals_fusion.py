@@ -157,10 +157,10 @@ def _synthetic_table(n_speakers=6, clips=8, seed=0):
 @pytest.mark.parametrize("given", ["protocol", "split over every row", "split over originals"])
 def test_no_augmented_copy_of_a_validation_or_test_clip_is_trained_on(monkeypatch, given):
     table = _synthetic_table()
-    seen = {}
+    calls = []
 
     def spy(x, y, parts, *, n_classes, **_):
-        seen.update(x=x, parts=parts)
+        calls.append({"x": x, "parts": parts})
         layer = {"kind": "dense", "kernel": np.zeros((x.shape[1], n_classes), np.float32),
                  "bias": np.zeros(n_classes, np.float32), "activation": "linear"}
         return {"layers": [layer], "keras_model": None, "history": pd.DataFrame(), "settings": {},
@@ -177,6 +177,9 @@ def test_no_augmented_copy_of_a_validation_or_test_clip_is_trained_on(monkeypatc
         split = by_speaker[originals]
     run = ser_lib.train(table, split=split, seed=0, progress=False)
 
+    # The per-clip fit, then the adaptive mode's on the same rows (speaker-normalised features).
+    seen, adaptive = calls
+    assert all((seen["parts"][part] == adaptive["parts"][part]).all() for part in seen["parts"])
     assert len(run.split) == originals.sum() and len(run.predictions) == (run.split == "test").sum()
     trained = table.loc[seen["x"][seen["parts"]["train"], 0].astype(int)]
     train_paths = set(table.loc[run.split.index[run.split == "train"], "path"])
@@ -327,17 +330,19 @@ def test_best_recipe_chooses_and_calibrates_out_of_fold_over_training_speakers_n
     originals = table["augmentation"] == "none"
     split = table.loc[originals, "speaker"].map({"ravdess_01": "test", "ravdess_02": "test", "ravdess_03": "validation"})
     split = split.fillna("train")
-    folds, calls, speaker_folds = [], [], functionals_fusion._speaker_folds
+    calls, speaker_folds = [], functionals_fusion._speaker_folds
 
     def spy(groups, fit_rows, is_copy):
-        calls.append((groups, is_copy))
-        folds.extend(speaker_folds(groups, fit_rows, is_copy))
-        return folds
+        calls.append((groups, is_copy, speaker_folds(groups, fit_rows, is_copy)))
+        return calls[-1][2]
 
     monkeypatch.setattr(functionals_fusion, "_speaker_folds", spy)
     run = ser_lib.train(table, recipe="best", split=split, seed=0, progress=False)
 
-    [(speaker_of, is_copy)] = calls  # per row of the training matrix: originals, then copies of training clips
+    # Per row of the training matrix (originals, then copies of training clips): the per-clip fit's
+    # folds, and the adaptive mode's, which are the same.
+    (speaker_of, is_copy, folds), (_, _, adaptive_folds) = calls
+    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(folds, adaptive_folds, strict=True))
     test_speakers = {"ravdess_01", "ravdess_02"}
     train_speakers = {f"ravdess_{s:02d}" for s in range(3, 9)}  # with the validation speaker
     assert len(folds) == min(functionals_fusion.CV_FOLDS, len(train_speakers))

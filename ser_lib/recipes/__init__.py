@@ -11,6 +11,8 @@ A recipe module defines:
   (``ser_lib.features.AUGMENTATIONS``), given to training only;
 - ``CROSS_VALIDATED``: whether it chooses its settings and calibrates by cross-validation over the
   training speakers (then the validation speakers train too);
+- ``ADAPTIVE``: whether training also fits its adaptive mode (:mod:`ser_lib.adapt`: features
+  normalised by the speaker's other clips), measured to help;
 - ``fit(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description, groups,
   is_copy)``: its classifier, returned as ``layers`` (for :func:`ser_lib.model.forward`), the scaler,
   a ``history`` table, ``settings`` and optionally ``calibration`` (held-out probabilities, labels,
@@ -37,8 +39,8 @@ _MODULES = (original, functionals_fusion)
 # Names that keep working: "best" is the strongest recipe on unseen speakers (README, ENHANCEMENTS.md);
 # bundles saved before the recipes had their own names carry it.
 ALIASES = {"best": functionals_fusion.NAME}
-_FIELDS = ("NAME", "SUMMARY", "SETTINGS", "FEATURE_NAMES", "AUGMENTATIONS", "CROSS_VALIDATED", "compute", "fit",
-           "describe_model", "TRAINING_NEEDS")
+_FIELDS = ("NAME", "SUMMARY", "SETTINGS", "FEATURE_NAMES", "AUGMENTATIONS", "CROSS_VALIDATED", "ADAPTIVE", "compute",
+           "fit", "describe_model", "TRAINING_NEEDS")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Recipe:
     feature_names: Sequence[str]
     augmentations: tuple
     cross_validated: bool
+    adaptive: bool
     compute: Callable[..., np.ndarray]
     fit: Callable[..., dict]
     describe_model: Callable

@@ -1,0 +1,175 @@
+"""Speaker adaptation: normalise a clip's features by the statistics of other clips of the same voice.
+
+Per clip, a model must tell a low voice that is sad from a low voice; given several clips of the same
+speaker, their mean and spread say what is that voice and what is the moment. The adaptive mode
+standardises features on the training population (:class:`SpeakerPrior`), then subtracts the
+speaker's mean and divides by the speaker's spread, both *shrunk toward the population* by how many
+clips the speaker has (:func:`adapt`):
+
+- each feature's mean is shrunk by ``n / (n + kappa)``, where ``kappa`` is the feature's
+  within-speaker variance over the variance of the speakers' true means (both measured on the
+  training speakers, an empirical-Bayes estimate). A feature that mostly says who is speaking (mean
+  pitch) adapts after a few clips; one that mostly says how (loudness range) needs many, so a few
+  clips, or clips of only a few emotions, shift it little.
+- each feature's spread, likewise with ``n - 1`` clips, toward the pooled within-speaker spread.
+
+A speaker with fewer than ``MIN_CLIPS`` clips is predicted per clip. The adaptive model is trained
+on training speakers normalised by their own clips (augmented copies are normalised with their
+clip's speaker and never counted in the statistics), and calibrated on its own held-out predictions.
+A speaker's statistics are plain arrays (:class:`SpeakerStatistics`), stored by enrolment as an
+``.npz`` file without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Fewer clips than this: the per-clip model (see ENHANCEMENTS.md for the measurement).
+MIN_CLIPS = 2
+# The between-speaker variance of a feature's mean is floored here (in population-standardised units),
+# so a feature no speaker differs in gets a large but finite kappa (it barely adapts).
+_MIN_BETWEEN = 1e-4
+ENROLMENT_DIR = "speakers"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass
+class SpeakerPrior:
+    """What adaptation shrinks toward, from the training speakers' original clips (float64 arrays).
+
+    ``mean`` and ``scale`` standardise raw features on the population; ``kappa`` and ``within``
+    are per standardised feature: within-speaker variance over between-speaker variance of the
+    means, and the pooled within-speaker variance.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    kappa: np.ndarray
+    within: np.ndarray
+
+    def arrays(self) -> dict:
+        return {f"adapt_{name}": getattr(self, name) for name in ("mean", "scale", "kappa", "within")}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> SpeakerPrior | None:
+        if "adapt_mean" not in arrays:
+            return None
+        return cls(**{name: np.asarray(arrays[f"adapt_{name}"], dtype=np.float64) for name in ("mean", "scale", "kappa", "within")})
+
+
+@dataclass
+class SpeakerStatistics:
+    """A speaker's raw-feature mean and variance over ``n`` clips (float64 arrays)."""
+
+    n: int
+    mean: np.ndarray
+    var: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> SpeakerStatistics:
+        features = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        return cls(n=len(features), mean=features.mean(axis=0), var=features.var(axis=0))
+
+
+def fit_prior(features: np.ndarray, speakers) -> SpeakerPrior:
+    """The population statistics of the training speakers' original clips (raw features, one row per clip).
+
+    Raises
+    ------
+    ValueError
+        Fewer than two speakers with two clips or more: nothing to tell voices from moments.
+    """
+    features, speakers = np.asarray(features, dtype=np.float64), np.asarray(speakers)
+    names, counts = np.unique(speakers, return_counts=True)
+    names = names[counts >= 2]
+    if len(names) < 2:
+        raise ValueError(f"Speaker adaptation needs at least 2 training speakers with 2 clips or more, got {len(names)}.")
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    z = (features - mean) / scale
+    per_speaker = [z[speakers == name] for name in names]
+    means = np.array([rows.mean(axis=0) for rows in per_speaker])
+    variances = np.array([rows.var(axis=0) for rows in per_speaker])
+    n = np.array([len(rows) for rows in per_speaker])[:, None]
+    within = variances.mean(axis=0)
+    # The variance of a speaker's mean over n clips is its true means' variance plus within / n.
+    between = np.maximum(means.var(axis=0) - (variances / n).mean(axis=0), _MIN_BETWEEN)
+    return SpeakerPrior(mean=mean, scale=scale, kappa=np.maximum(within, 1e-12) / between, within=np.maximum(within, 1e-12))
+
+
+def adapt(features: np.ndarray, statistics: SpeakerStatistics, prior: SpeakerPrior) -> np.ndarray:
+    """Raw feature rows of one speaker normalised by that speaker's shrunk statistics (float64).
+
+    ``mean_hat = n / (n + kappa) * speaker_mean`` and
+    ``var_hat = w * speaker_var + (1 - w) * within`` with ``w = (n - 1) / (n - 1 + kappa)``, all in
+    population-standardised units; the result is ``(z - mean_hat) / sqrt(var_hat)``.
+    """
+    z = (np.atleast_2d(np.asarray(features, dtype=np.float64)) - prior.mean) / prior.scale
+    n = statistics.n
+    mean = (statistics.mean - prior.mean) / prior.scale
+    var = statistics.var / prior.scale**2
+    mean_hat = n / (n + prior.kappa) * mean
+    w = (n - 1) / (n - 1 + prior.kappa)
+    var_hat = w * var + (1 - w) * prior.within
+    return (z - mean_hat) / np.sqrt(np.maximum(var_hat, 1e-12))
+
+
+def adapt_rows(features: np.ndarray, speakers, statistics: dict, prior: SpeakerPrior) -> np.ndarray:
+    """Every row adapted with the statistics of its speaker (``statistics[speaker]``), as float32."""
+    features, speakers = np.asarray(features), np.asarray(speakers)
+    out = np.empty(features.shape, dtype=np.float32)
+    for speaker in np.unique(speakers):
+        rows = speakers == speaker
+        out[rows] = adapt(features[rows], statistics[speaker], prior)
+    return out
+
+
+def statistics_by_speaker(features: np.ndarray, speakers) -> dict:
+    """:class:`SpeakerStatistics` of each speaker's rows."""
+    speakers = np.asarray(speakers)
+    return {speaker: SpeakerStatistics.of(features[speakers == speaker]) for speaker in np.unique(speakers)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Enrolment: a speaker's statistics stored beside a bundle
+# ---------------------------------------------------------------------------------------------
+
+
+def check_speaker_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"Speaker name {name!r}: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(it names a file)."
+        )
+    return name
+
+
+def enrolment_path(artifacts_dir, name: str) -> Path:
+    return Path(artifacts_dir) / ENROLMENT_DIR / f"{check_speaker_name(name)}.npz"
+
+
+def save_statistics(path: Path, statistics: SpeakerStatistics, *, recipe: str, settings_key: str, clips: list) -> Path:
+    """Write a speaker's statistics as plain arrays (``np.savez``, no pickle) with what they were computed for."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = json.dumps({"recipe": recipe, "settings_key": settings_key, "clips": [str(c) for c in clips]})
+    np.savez(path, n=np.int64(statistics.n), mean=statistics.mean, var=statistics.var, info=np.array(info))
+    return path
+
+
+def load_statistics(path: Path, *, recipe: str, settings_key: str) -> SpeakerStatistics:
+    """A stored speaker's statistics, checked to be for this bundle's recipe and features."""
+    with np.load(path, allow_pickle=False) as arrays:
+        info = json.loads(str(arrays["info"]))
+        statistics = SpeakerStatistics(n=int(arrays["n"]), mean=arrays["mean"], var=arrays["var"])
+    if (info.get("recipe"), info.get("settings_key")) != (recipe, settings_key):
+        raise ValueError(
+            f"The speaker statistics in '{path}' were computed for recipe {info.get('recipe')!r} with other feature "
+            f"settings than this bundle's ({recipe!r}): enrol the speaker again with `ser enroll`."
+        )
+    return statistics
