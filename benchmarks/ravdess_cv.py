@@ -12,6 +12,12 @@ validation actors only. ``best`` chooses its settings and calibrates by speaker-
 all twelve (validation actors are training actors for it). Neither ever uses the fold's test actors. Prints
 one row per fold, the mean and standard deviation, and accuracy and ECE pooled over the four test folds.
 
+A recipe with an adaptive mode (``ser_lib.adapt``) is also scored adapted to each test speaker's unlabelled
+clips, under each condition of ``ser_lib.evaluate.adaptation_predictions`` (all clips, batches of 5 / 10 / 20
+random clips, batches of two emotions, neutral enrolment): mean and standard deviation over the folds, and
+ECE pooled over them, with the band a perfectly calibrated model would stay in; ``--adaptation-chart PNG``
+draws them. ``--no-adaptive`` trains the per-clip model only.
+
 A recipe with training augmentations (``best``: speed 0.9 and 1.1) gets its copies from ``extract_many``;
 the folds are made on the original clips, and ``train`` trains only on the copies of the fold's training
 actors' clips (never of its test actors).
@@ -58,6 +64,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--folds", choices=sorted(FOLDS), default="blocks")
+    parser.add_argument("--no-adaptive", dest="adaptive", action="store_false", help="train the per-clip model only")
+    parser.add_argument("--adaptation-chart", type=Path, help="write the adaptation chart (PNG) here")
     args = parser.parse_args()
 
     table = ser_lib.scan_corpora(args.data)
@@ -65,10 +73,11 @@ def main() -> None:
     features = ser_lib.extract_many(table, n_jobs=-1, recipe=args.recipe)
     extract_seconds = time.perf_counter() - start
     originals = original_rows(features)
-    rows, predictions = [], []
+    rows, predictions, adapted = [], [], []
     for fold, test_actors in enumerate(FOLDS[args.folds], start=1):
         split = fold_split(originals, test_actors, seed=args.seed + fold)
-        run = ser_lib.train(features, recipe=args.recipe, split=split, seed=args.seed, epochs=args.epochs, progress=False)
+        run = ser_lib.train(features, recipe=args.recipe, split=split, seed=args.seed, epochs=args.epochs,
+                            adaptive=args.adaptive, progress=False)
         m = run.metrics
         rows.append({
             "fold": fold, "test_actors": ",".join(f"{a:02d}" for a in sorted(test_actors)), "n": m["n"], "accuracy": m["accuracy"],
@@ -79,6 +88,10 @@ def main() -> None:
             **{f"C_{member}": chosen["C"] for member, chosen in run.settings.get("members", {}).items()},
         })
         predictions.append(run.predictions)
+        if run.model.adaptive is not None:
+            adapted.append(ser_lib.evaluate.adaptation_predictions(run, features, seed=args.seed + fold).assign(fold=fold))
+            by_condition = ser_lib.evaluate.adaptation_table(adapted[-1], run.classes).set_index("condition")["accuracy"]
+            rows[-1].update({f"adapted_{k}": v for k, v in by_condition.items() if k != "per clip"})
         print(rows[-1], flush=True)
     results = pd.DataFrame(rows)
     # Pooled ECE over all folds' test clips is steadier than per-fold ECE (240 clips, 15 bins).
@@ -93,6 +106,28 @@ def main() -> None:
     ece = ser_lib.evaluate.expected_calibration_error
     print(f"\npooled over the 4 folds ({len(pooled)} clips): accuracy {correct.mean():.3f}, "
           f"ECE before {ece(pooled['confidence_uncalibrated'], correct):.3f}, after {ece(pooled['confidence'], correct):.3f}")
+    if adapted:
+        table = adaptation_summary(pd.concat(adapted, ignore_index=True), run.classes)
+        print(f"\nspeaker adaptation ({args.folds} folds; accuracy and macro-F1 mean ± std over folds, ECE pooled):")
+        print(table.round(3).to_string(index=False))
+        if args.adaptation_chart:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from ser_lib import plots
+
+            plots.plot_adaptation(table).savefig(args.adaptation_chart, dpi=110, bbox_inches="tight")
+            print(f"chart: {args.adaptation_chart}")
+
+
+def adaptation_summary(adapted: pd.DataFrame, classes) -> pd.DataFrame:
+    """Per condition: accuracy and macro-F1 mean and std over folds; ECE and its noise floor pooled over folds."""
+    table = ser_lib.evaluate.adaptation_table
+    per_fold = pd.concat([table(group, classes).assign(fold=fold) for fold, group in adapted.groupby("fold")])
+    spread = per_fold.groupby("condition", sort=False)[["accuracy", "macro_f1"]].agg(["mean", "std"])
+    spread.columns = [f"{metric}_{stat}" for metric, stat in spread.columns]
+    pooled = table(adapted, classes).set_index("condition")[["n", "ece", "ece_perfect_p95"]]
+    return spread.join(pooled).reset_index()
 
 
 if __name__ == "__main__":

@@ -273,7 +273,9 @@ def bundle_info(directory) -> dict:
     info : dict
         recipe, classes, features (sample rate, seconds read, count), trained_on (clips, speakers,
         corpora, source), split and seed, test (n, accuracy, macro-F1, ECE), calibration (the
-        temperature formula, abstain threshold), created, versions (of the libraries that trained it).
+        temperature formula, abstain threshold), adaptive (whether the bundle has the adaptive mode and
+        its test metrics, each test speaker normalised by its own clips), created, versions (of the
+        libraries that trained it).
     """
     metadata = _read_metadata(Path(directory))
     settings, data, metrics = metadata.get("feature_settings", {}), metadata.get("data", {}), metadata.get("test_metrics", {})
@@ -298,6 +300,15 @@ def bundle_info(directory) -> dict:
         "calibration": {"temperature": temperature, "temperature_slope": slope,
                         "formula": describe_temperature(temperature, slope),
                         "abstain_threshold": metadata.get("abstain_threshold")},
+        "adaptive": _adaptive_info(metadata.get("adaptive")),
         "created": metadata.get("created"),
         "versions": versions,
     }
+
+
+def _adaptive_info(adaptive: dict | None) -> dict:
+    if not adaptive:
+        return {"mode": "none: per clip only (trained before ser_lib had an adaptive mode, or without it)"}
+    metrics = adaptive.get("test_metrics", {})
+    return {"mode": "normalised by the speaker's other clips (ser predict --speaker-by, --speaker)",
+            **{f"test_{key}": round(metrics[key], 4) for key in ("accuracy", "macro_f1", "ece") if isinstance(metrics.get(key), float)}}

@@ -30,6 +30,8 @@ MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
 
   ser train --data ROOT --out DIR     train a recipe (the original MLP by default) and write a model bundle with its metrics
   ser predict FILE_OR_DIR... --artifacts DIR   the emotion of audio files, one row per file
+  ser predict ... --speaker-by folder  adapt to each speaker's other clips (the adaptive mode)
+  ser enroll NAME CLIP... --artifacts DIR   store a speaker's statistics; then ser predict --speaker NAME
   ser info DIR                        what a model bundle is: recipe, classes, data, metrics, calibration, versions
 """
 # Mistakes a user can make and fix: one line each, no traceback (unless --debug).
@@ -101,9 +103,10 @@ def _predict(args) -> int:
         print(f"error: no audio files (.wav .flac .ogg .mp3) in {args.inputs or args.list}", file=sys.stderr)
         return 2
     workers = args.workers if args.workers is not None else (-1 if len(files) >= _PARALLEL_FROM else 1)
+    speakers = speaker_ids(files, args.speaker_by) if args.speaker_by else None
     table, timeline = predict_many(
-        files, args.artifacts, window=args.window, hop=args.hop, silence_db=args.silence_db,
-        n_jobs=workers, progress=not args.quiet, return_timeline=True,
+        files, args.artifacts, speakers=speakers, speaker=args.speaker, window=args.window, hop=args.hop,
+        silence_db=args.silence_db, n_jobs=workers, progress=not args.quiet, return_timeline=True,
     )
     if args.timeline:
         timeline.to_csv(args.timeline, index=False)
@@ -118,6 +121,54 @@ def _predict(args) -> int:
     if failed:
         print(f"{failed} of {len(table)} files could not be predicted (see the error column).", file=sys.stderr)
     return 1 if failed else 0
+
+
+def speaker_ids(files: list[str], spec: str) -> list:
+    """The speaker of each file under ``--speaker-by``: ``folder``, ``regex:PATTERN`` or ``csv:FILE:COLUMN``.
+
+    ``folder``: the name of the file's parent folder. ``regex:PATTERN``: the first group of the
+    pattern's first match in the path (the whole match without a group). ``csv:FILE:COLUMN``: the
+    COLUMN of the CSV row whose ``path`` is the file. A file the pattern does not match, or the CSV
+    does not list, has no speaker (None): it is predicted per clip.
+    """
+    import re
+
+    kind, _, rest = spec.partition(":")
+    if kind == "folder" and not rest:
+        return [Path(f).parent.name or None for f in files]
+    if kind == "regex" and rest:
+        try:
+            pattern = re.compile(rest)
+        except re.error as error:
+            raise ValueError(f"--speaker-by regex:{rest}: not a regular expression ({error}).") from error
+        matches = [pattern.search(f) for f in files]
+        return [None if m is None else (m.group(1) if pattern.groups else m.group(0)) for m in matches]
+    if kind == "csv" and ":" in rest:
+        path, column = rest.rsplit(":", 1)
+        table = pd.read_csv(path, dtype=str)
+        missing = [c for c in ("path", column) if c not in table.columns]
+        if missing:
+            raise ValueError(f"--speaker-by {spec}: expected columns 'path' and {column!r} in '{path}', "
+                             f"missing {missing} (found {list(table.columns)}).")
+        by_path = {str(Path(p).resolve()): s for p, s in zip(table["path"], table[column]) if isinstance(s, str)}
+        return [by_path.get(str(Path(f).resolve())) for f in files]
+    raise ValueError(f"--speaker-by {spec!r}: expected 'folder', 'regex:PATTERN' or 'csv:FILE:COLUMN'.")
+
+
+def _enroll(args) -> int:
+    from ser_lib.predict import enroll_speaker
+
+    files = _audio_files(args.clips)
+    if not files:
+        print(f"error: no audio files (.wav .flac .ogg .mp3) in {args.clips}", file=sys.stderr)
+        return 2
+    path, table = enroll_speaker(args.name, files, args.artifacts, overwrite=args.force,
+                                 n_jobs=-1 if len(files) >= _PARALLEL_FROM else 1, progress=not args.quiet)
+    unused = table[~table["used"]]
+    for _, row in unused.iterrows():
+        print(f"not used: {row['path']}: {row['error']}", file=sys.stderr)
+    print(f"enrolled {args.name!r} from {int(table['used'].sum())} clips: {path}")
+    return 1 if len(unused) else 0
 
 
 def _info(args) -> int:
@@ -196,8 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"windows quieter than this RMS level (dBFS) are silent and left out (default {SILENCE_DB:g})")
     predict.add_argument("--workers", type=int, default=None,
                          help=f"processes (-1: all cores; default: all cores from {_PARALLEL_FROM} files, else 1)")
+    voice = predict.add_mutually_exclusive_group()
+    voice.add_argument("--speaker-by", metavar="folder|regex:PATTERN|csv:FILE:COLUMN",
+                       help="who speaks in each file: the parent folder's name, the first group of PATTERN in the path, "
+                            "or COLUMN of the CSV row whose 'path' is the file. Each speaker's files are normalised by "
+                            "their statistics (the adaptive mode: better on unseen voices given several of their clips); "
+                            "adds columns speaker, adapted and n_clips. Files without a speaker are predicted per clip")
+    voice.add_argument("--speaker", metavar="NAME", help="every file is this enrolled speaker (see ser enroll)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict)
+
+    enroll = commands.add_parser(
+        "enroll", help="store a speaker's statistics for ser predict --speaker",
+        description="Compute the features of clips of one speaker (folders are searched) and store their mean and "
+        "variance as plain arrays in ARTIFACTS/speakers/NAME.npz, so that single clips of that voice can be predicted "
+        "adapted to it (ser predict --speaker NAME). Clips of several emotions work best: clips of one mood bias the "
+        "statistics (shrinkage toward the training population limits it). Exits 1 if a file could not be used.",
+    )
+    enroll.add_argument("name", help="the speaker's name (letters, digits, '.', '_', '-')")
+    enroll.add_argument("clips", nargs="+", help="audio clips of the speaker, or folders of them")
+    enroll.add_argument("--artifacts", default="artifacts", help="the model bundle folder (default: artifacts)")
+    enroll.add_argument("--force", action="store_true", help="replace the speaker's stored statistics")
+    enroll.add_argument("--quiet", action="store_true", help="no progress bar")
+    enroll.set_defaults(handler=_enroll)
 
     info = commands.add_parser("info", help="what a model bundle is",
                                description="What a model bundle is: its recipe, classes, feature settings, the data "

@@ -141,14 +141,16 @@ def write_data_tables(table: pd.DataFrame, skipped: pd.DataFrame, directory) -> 
 
 
 # The tables of a run's test part (write_run_tables).
-TEST_TABLES = ("classification_report", "confusion_matrix", "per_class_accuracy", "per_corpus_metrics", "test_predictions")
+TEST_TABLES = ("classification_report", "confusion_matrix", "per_class_accuracy", "per_corpus_metrics", "test_predictions",
+               "test_predictions_adapted")
 
 
 def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
     """Write a training run's results under the original's names (with ``suffix`` before the extension).
 
     classification_report, confusion_matrix, per_class_accuracy, training_history, per_corpus_metrics
-    and test_predictions as CSV, and test_results.json. A run without a test part (protocol
+    and test_predictions as CSV (and test_predictions_adapted: the adaptive mode's, each test
+    speaker normalised by its own clips), and test_results.json. A run without a test part (protocol
     ``none``) has only its training history and test_results.json; test tables of an earlier run
     under the same names are removed, so none is mistaken for this run's.
     """
@@ -165,6 +167,8 @@ def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
             "per_corpus_metrics": run.per_corpus.set_index("corpus"),
             "test_predictions": run.predictions.set_index("path"),
         }
+        if run.adaptive_predictions is not None:
+            tables["test_predictions_adapted"] = run.adaptive_predictions.set_index("path")
     else:
         for name in TEST_TABLES:
             (directory / f"{name}{suffix}.csv").unlink(missing_ok=True)
@@ -180,6 +184,7 @@ def write_run_tables(run, directory, *, suffix: str = "") -> list[Path]:
         "classes": list(run.classes),
         **run.metrics,
         "per_corpus": run.per_corpus.to_dict(orient="records"),
+        "adaptive": run.adaptive_metrics or None,
         "epochs_run": int(len(run.history)),
         "train_seconds": round(run.train_seconds, 1),
         "split_sizes": run.split.value_counts().to_dict(),
@@ -418,3 +423,122 @@ def reference_results_markdown() -> str:
         lines.append(f"| {row.recipe} | {row.evaluation} | {row.accuracy:.1%} ± {100 * row.accuracy_sd:.1f} | "
                      f"{row.macro_f1:.1%} ± {100 * row.macro_f1_sd:.1f} | {ece} | `{row.command}` |")
     return "\n".join(lines) + "\n"
+
+
+# Clips per speaker the adaptation study draws (a speaker's clips arriving in batches of k).
+ADAPTATION_K = (5, 10, 20)
+# Emotions a user would enrol with: a calm, neutral voice.
+ENROLMENT_EMOTIONS = ("neutral", "calm")
+
+
+def adaptation_predictions(run, features: pd.DataFrame, *, seed: int = 0, repeats: int = 3) -> pd.DataFrame:
+    """The run's test clips predicted under each condition of what is known of their speaker's voice.
+
+    Every condition predicts every test clip once per repeat; a speaker's statistics come only
+    from its unlabelled clips (labels choose the clips of the skewed and enrolment conditions, as a
+    user's situation would):
+
+    - ``per clip``: the per-clip model (the headline protocol);
+    - ``all clips``: each speaker normalised by all of its test clips;
+    - ``k clips`` (``ADAPTATION_K``): each speaker's clips dealt at random into batches of k,
+      each batch normalised by itself (``repeats`` deals);
+    - ``skewed (2 emotions)``: each speaker's emotions paired at random, each batch holding the
+      clips of two emotions only (``repeats`` pairings);
+    - ``neutral enrolment``: every clip normalised by the speaker's neutral and calm clips only.
+
+    Returns
+    -------
+    predictions : pd.DataFrame [columns: condition, repeat, batch, path, speaker, emotion, predicted, confidence, adapted]
+        ``batch``: the clips normalised together (None: per clip). Summarised by :func:`adaptation_table`.
+    """
+    from ser_lib.adapt import SpeakerStatistics
+    from ser_lib.features import feature_matrix
+
+    model = run.model
+    if model.adaptive is None:
+        raise ValueError("This run has no adaptive mode: train a recipe that has one with adaptive=True.")
+    test = run.predictions[["path", "speaker", "emotion"]].reset_index(drop=True)
+    if "augmentation" in features.columns:
+        features = features[features["augmentation"] == "none"]
+    x = feature_matrix(features.set_index("path").loc[test["path"]].reset_index(), recipe=model.recipe)
+    speakers, emotions = test["speaker"].to_numpy(), test["emotion"].to_numpy()
+    rng = np.random.default_rng(seed)
+
+    def predicted(condition, batches, statistics=None):
+        """``batches``: per repeat, a batch id per clip (clips of one batch are adapted to each other)."""
+        frames = []
+        for repeat, ids in enumerate(batches):
+            probabilities, adapted, _ = model.predict_speakers(x, list(ids), statistics)
+            frames.append(test.assign(condition=condition, repeat=repeat, batch=ids,
+                                      predicted=np.asarray(model.classes)[probabilities.argmax(axis=1)],
+                                      confidence=probabilities.max(axis=1), adapted=adapted))
+        return frames
+
+    def dealt(size):
+        ids = np.empty(len(test), dtype=object)
+        for speaker in np.unique(speakers):
+            own = rng.permutation(np.flatnonzero(speakers == speaker))
+            for start in range(0, len(own), size):
+                ids[own[start : start + size]] = f"{speaker}/{start // size}"
+        return ids
+
+    def paired():
+        ids = np.empty(len(test), dtype=object)
+        for speaker in np.unique(speakers):
+            own = speakers == speaker
+            for k, emotion in enumerate(rng.permutation(np.unique(emotions[own]))):
+                ids[own & (emotions == emotion)] = f"{speaker}/{k // 2}"
+        return ids
+
+    frames = predicted("per clip", [np.full(len(test), None)]) + predicted("all clips", [speakers])
+    for k in ADAPTATION_K:
+        frames += predicted(f"{k} clips", [dealt(k) for _ in range(repeats)])
+    frames += predicted("skewed (2 emotions)", [paired() for _ in range(repeats)])
+    enrolment = np.isin(emotions, ENROLMENT_EMOTIONS)
+    enrolled = {s: SpeakerStatistics.of(x[(speakers == s) & enrolment]) for s in np.unique(speakers[enrolment])}
+    if enrolled:
+        frames += predicted("neutral enrolment", [np.where(np.isin(speakers, list(enrolled)), speakers, None)], enrolled)
+    columns = ["condition", "repeat", "batch", "path", "speaker", "emotion", "predicted", "confidence", "adapted"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def adaptation_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
+    """Accuracy, macro-F1 and ECE (with its noise floor) per condition of :func:`adaptation_predictions`.
+
+    Returns
+    -------
+    table : pd.DataFrame [columns: condition, n, accuracy, macro_f1, ece, ece_perfect_p95]
+        In the conditions' order; ``ece_perfect_p95`` is what 95% of perfectly calibrated models
+        with the same confidences stay under.
+    """
+    rows = []
+    for condition, group in predictions.groupby("condition", sort=False):
+        correct = (group["predicted"] == group["emotion"]).to_numpy()
+        rows.append({"condition": condition, **summary_metrics(group["emotion"], group["predicted"], classes),
+                     "ece": expected_calibration_error(group["confidence"], correct),
+                     "ece_perfect_p95": perfect_calibration_ece(group["confidence"].to_numpy())["p95"]})
+    return pd.DataFrame(rows)[["condition", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95"]]
+
+
+def describe_adaptation(table: pd.DataFrame) -> str:
+    """A paragraph on :func:`adaptation_table`: what adapting to the speaker changes, and on what protocol."""
+    rows = table.set_index("condition")
+    per_clip = rows.loc["per clip"]
+    parts = [f"Per clip (the headline protocol) {per_clip['accuracy']:.1%} accuracy on {int(per_clip['n'])} test clips."]
+    if "all clips" in rows.index:
+        adapted = rows.loc["all clips"]
+        parts.append(
+            f"Normalised by all of its speaker's unlabelled test clips: {adapted['accuracy']:.1%} "
+            f"({adapted['accuracy'] - per_clip['accuracy']:+.1%}), macro-F1 {adapted['macro_f1']:.1%}, ECE {adapted['ece']:.3f} "
+            f"(95% of perfectly calibrated models would stay under {adapted['ece_perfect_p95']:.3f})."
+        )
+    batches = [f"{c} {rows.loc[c, 'accuracy']:.1%}" for c in rows.index if c.endswith(" clips") and c != "all clips"]
+    if batches:
+        parts.append(f"In batches of a speaker's clips: {', '.join(batches)}.")
+    for condition, what in (("skewed (2 emotions)", "batches holding two emotions only"),
+                            ("neutral enrolment", "statistics from the neutral and calm clips only")):
+        if condition in rows.index:
+            parts.append(f"With {what}: {rows.loc[condition, 'accuracy']:.1%}.")
+    parts.append("Adaptation uses other clips of the test speaker (never their labels): a different protocol from the "
+                 "per-clip figures, for when a user has several clips of a voice.")
+    return " ".join(parts)

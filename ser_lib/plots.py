@@ -1110,6 +1110,50 @@ def _format_count(value: float) -> str:
     return f"{int(round(value)):,}" if float(value).is_integer() else f"{value:,.1f}"
 
 
+def plot_adaptation(table: pd.DataFrame) -> Figure:
+    """Speaker adaptation: accuracy and ECE by what is known of each test speaker's voice.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per condition (:func:`ser_lib.evaluate.adaptation_table`, the first being
+        ``"per clip"``) with ``condition``, ``accuracy`` (or ``accuracy_mean`` and ``accuracy_std``
+        over folds, drawn as error bars), ``ece`` and ``ece_perfect_p95``, fractions in [0, 1].
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Left: accuracy per condition, the per-clip level dashed. Right: ECE per condition beside
+        the level 95% of perfectly calibrated models stay under (its noise floor).
+    """
+    accuracy = "accuracy_mean" if "accuracy_mean" in table.columns else "accuracy"
+    _check_table(table, ("condition", accuracy, "ece", "ece_perfect_p95"), name="table")
+    conditions = table["condition"].tolist()
+    x = np.arange(len(conditions))
+    colors = ["#9e9e9e" if c == "per clip" else "#3b75af" for c in conditions]
+    fig = _new_figure(max(9, 1.5 * len(conditions) + 3), 4.6)
+    left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+    error = table["accuracy_std"] if "accuracy_std" in table.columns else None
+    bars = left.bar(x, table[accuracy], yerr=error, color=colors, capsize=3, width=0.7)
+    left.bar_label(bars, labels=[f"{v:.1%}" for v in table[accuracy]], padding=2, fontsize=8)
+    if "per clip" in conditions:
+        left.axhline(table.loc[table["condition"] == "per clip", accuracy].iloc[0], color="#555555", ls="--", lw=1,
+                     label="per clip")
+        left.legend(frameon=False, loc="lower right")
+    left.set_ylim(0, 1.05)
+    left.set_ylabel("Accuracy on unseen speakers" + (" (mean ± std over folds)" if error is not None else ""))
+    right.bar(x, table["ece"], color=colors, width=0.7, label="ECE")
+    right.scatter(x, table["ece_perfect_p95"], marker="_", s=300, color="#c0392b", zorder=3,
+                  label="95% of perfectly calibrated\nmodels stay under")
+    right.set_ylabel("Expected calibration error")
+    right.legend(frameon=False, fontsize=8)
+    left.yaxis.set_major_formatter(_percent_formatter())
+    for ax in (left, right):
+        ax.set_xticks(x, conditions, rotation=30, ha="right")
+        _tidy(ax, grid="y")
+    fig.suptitle("Adapting to the speaker: each test speaker normalised by its own unlabelled clips")
+    return fig
+
 def _percent_formatter() -> FuncFormatter:
     # Fractions as "5%", "2.5%", "100%": PercentFormatter prints "5.0%" on ranges below 50%.
     # A new one per axis: a formatter belongs to the axis it is set on.
