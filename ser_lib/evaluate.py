@@ -451,7 +451,6 @@ def adaptation_predictions(run, features: pd.DataFrame, *, seed: int = 0, repeat
     predictions : pd.DataFrame [columns: condition, repeat, batch, path, speaker, emotion, predicted, confidence, adapted]
         ``batch``: the clips normalised together (None: per clip). Summarised by :func:`adaptation_table`.
     """
-    from ser_lib.adapt import SpeakerStatistics
     from ser_lib.features import feature_matrix
 
     model = run.model
@@ -495,7 +494,7 @@ def adaptation_predictions(run, features: pd.DataFrame, *, seed: int = 0, repeat
         frames += predicted(f"{k} clips", [dealt(k) for _ in range(repeats)])
     frames += predicted("skewed (2 emotions)", [paired() for _ in range(repeats)])
     enrolment = np.isin(emotions, ENROLMENT_EMOTIONS)
-    enrolled = {s: SpeakerStatistics.of(x[(speakers == s) & enrolment]) for s in np.unique(speakers[enrolment])}
+    enrolled = {s: model.speaker_statistics(x[(speakers == s) & enrolment]) for s in np.unique(speakers[enrolment])}
     if enrolled:
         frames += predicted("neutral enrolment", [np.where(np.isin(speakers, list(enrolled)), speakers, None)], enrolled)
     columns = ["condition", "repeat", "batch", "path", "speaker", "emotion", "predicted", "confidence", "adapted"]

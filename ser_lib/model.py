@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt
+from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, estimate_mix
 
 def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of standardised features through exported layers.
@@ -139,20 +139,40 @@ class EmotionModel:
             Clips its speaker's statistics came from (0 for a row of unknown voice).
         """
         features = self._checked(features)
+        probabilities = self.predict_proba(features) if len(features) else np.empty((0, len(self.classes)))
+        adapted_features, adapted, n_clips = self.adapt_speakers(features, speakers, statistics)
+        if adapted.any():
+            probabilities[adapted] = self.adaptive.predict_proba(adapted_features[adapted])
+        return probabilities, adapted, n_clips
+
+    def adapt_speakers(self, features: np.ndarray, speakers, statistics: dict | None = None):
+        """Raw feature rows normalised by their speakers' statistics, where the model can (see :meth:`predict_speakers`).
+
+        Returns the adapted features (rows not adapted are left as they are), whether each row was
+        adapted, and the clips its speaker's statistics came from.
+        """
+        features = self._checked(features)
         speakers = np.array([None if s is None or (isinstance(s, float) and np.isnan(s)) else s for s in speakers], dtype=object)
         if len(speakers) != len(features):
             raise ValueError(f"Expected one speaker per feature row ({len(features)}), got {len(speakers)}.")
-        probabilities = self.predict_proba(features) if len(features) else np.empty((0, len(self.classes)))
+        out = features.copy()
         adapted, n_clips = np.zeros(len(features), dtype=bool), np.zeros(len(features), dtype=int)
         known = speakers != None  # noqa: E711 - elementwise on an object array
         for speaker in dict.fromkeys(speakers[known]):
             rows = speakers == speaker
-            own = (statistics or {}).get(speaker) or SpeakerStatistics.of(features[rows])
-            n_clips[rows] = own.n
-            if self.adaptive is not None and own.n >= MIN_CLIPS:
-                probabilities[rows] = self.adaptive.predict_proba(adapt(features[rows], own, self.prior))
+            own = (statistics or {}).get(speaker)
+            n_clips[rows] = own.n if own is not None else rows.sum()
+            if self.adaptive is not None and n_clips[rows][0] >= MIN_CLIPS:
+                own = own or self.speaker_statistics(features[rows])
+                out[rows] = adapt(features[rows], own, self.prior)
                 adapted[rows] = True
-        return probabilities, adapted, n_clips
+        return out, adapted, n_clips
+
+    def speaker_statistics(self, features: np.ndarray) -> SpeakerStatistics:
+        """The statistics of one unlabelled speaker's raw feature rows, its emotions' shares estimated (:func:`~ser_lib.adapt.estimate_mix`)."""
+        if self.adaptive is None:
+            raise ValueError("This model has no adaptive mode: it was trained without one (or before ser_lib had one).")
+        return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba)
 
     def temperatures(self, standardised: np.ndarray) -> np.ndarray:
         """The calibration temperature of each standardised feature row."""

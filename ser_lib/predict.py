@@ -318,10 +318,10 @@ def _voice_probabilities(model: EmotionModel, rows: np.ndarray, voice) -> tuple[
     ``voice`` is what is known of it: None (per clip), the feature rows of its *other* clips (the
     statistics are theirs and ``rows``'), or enrolled :class:`SpeakerStatistics`.
     """
-    if voice is None or not len(rows):
+    if voice is None or not len(rows) or model.adaptive is None:
         return model.predict_proba(rows) if len(rows) else np.empty((0, len(model.classes))), False, 0
     if not isinstance(voice, SpeakerStatistics):
-        voice = SpeakerStatistics.of(np.concatenate([np.asarray(voice).reshape(-1, rows.shape[1]), rows]))
+        voice = model.speaker_statistics(np.concatenate([np.asarray(voice).reshape(-1, rows.shape[1]), rows]))
     probabilities, adapted, n_clips = model.predict_speakers(rows, ["voice"] * len(rows), {"voice": voice})
     return probabilities, bool(adapted[0]), int(n_clips[0])
 
@@ -775,7 +775,7 @@ def enroll_speaker(name: str, paths, artifacts_dir="artifacts", *, overwrite: bo
         raise ValueError(f"Enrolling {name!r} needs at least {MIN_CLIPS} readable clips, got {len(rows)} of {len(paths)}"
                          + (f" ({'; '.join(f'{p}: {r}' for p, r in reasons.items())})" if reasons else "") + ".")
     recipe = get_recipe(model.recipe)
-    statistics = SpeakerStatistics.of(np.stack(rows))
+    statistics = model.speaker_statistics(np.stack(rows))
     used = table.loc[table["used"], "path"].tolist()
     return save_statistics(target, statistics, recipe=recipe.name, settings_key=settings_key(recipe.settings), clips=used), table
 

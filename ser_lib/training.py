@@ -13,7 +13,7 @@ training speakers, never on test.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -235,10 +235,15 @@ def train(
     if adaptive and recipe.adaptive:
         # The adaptive mode (ser_lib.adapt): every speaker normalised by its own original clips (a test
         # speaker's too: its unlabelled clips), the population statistics from the training speakers.
+        # A speaker the fit learns from (train, validation) is normalised with its emotions' shares from
+        # its labels; test speakers are adapted after fitting, without labels (EmotionModel.adapt_speakers).
         speakers = features["speaker"].to_numpy()
-        model.prior = fit_prior(x[parts["train"]], speakers[parts["train"]])
-        statistics = statistics_by_speaker(x, speakers)
-        x_adapted = adapt_rows(x_fit, groups_fit, statistics, model.prior)
+        model.prior = fit_prior(x[parts["train"]], speakers[parts["train"]], y[parts["train"]], len(classes))
+        labelled = parts["train"] | parts["validation"]
+        statistics = statistics_by_speaker(x[labelled], speakers[labelled], y[labelled], len(classes))
+        fit_rows = np.isin(groups_fit, list(statistics))
+        x_adapted = x_fit.copy()
+        x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
         start = time.perf_counter()
         fitted_adaptive = recipe.fit(
             x_adapted, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size,
@@ -250,14 +255,16 @@ def train(
             classes=classes, layers=fitted_adaptive["layers"], scaler_mean=fitted_adaptive["scaler_mean"],
             scaler_scale=fitted_adaptive["scaler_scale"], recipe=recipe.name,
         )
-        adapted_original = x_adapted[: len(x)]
-        uncalibrated = model.adaptive.predict_proba(adapted_original[parts["test"]])
-        adaptive_calibration = _calibrate(model.adaptive, fitted_adaptive, adapted_original[parts["validation"]],
+        adaptive_calibration = _calibrate(model.adaptive, fitted_adaptive, x_adapted[: len(x)][parts["validation"]],
                                           y[parts["validation"]], coverage)
         probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
+        adapted_test, _, _ = model.adapt_speakers(x[parts["test"]], speakers[parts["test"]])
+        uncalibrated = uncalibrated.copy()  # a speaker with one test clip is per clip
+        if adapted.any():
+            at_one = replace(model.adaptive, temperature=1.0, temperature_slope=0.0)
+            uncalibrated[adapted] = at_one.predict_proba(adapted_test[adapted])
         adaptive_predictions = _test_predictions(test, probabilities, uncalibrated, classes).assign(adapted=adapted)
         adaptive_metrics = _test_metrics(adaptive_predictions, model.adaptive, adaptive_calibration, classes)
-        adaptive_metrics.update(calibrated_on=adaptive_metrics.pop("calibrated_on"))
 
     return TrainingRun(
         protocol=protocol if protocol != "corpus" else f"corpus:{test_corpus}", seed=seed, model=model,

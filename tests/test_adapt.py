@@ -30,7 +30,7 @@ def test_shrinkage_adapts_a_voice_feature_after_few_clips_and_an_emotion_feature
     moment = rng.normal(0, 1, n_speakers * n_clips)  # feature 1: how they speak, the same for everyone
     x = np.stack([voice + rng.normal(0, 0.3, voice.size), moment + 5], axis=1)
     speakers = np.repeat(np.arange(n_speakers), n_clips)
-    prior = adapt.fit_prior(x, speakers)
+    prior = adapt.fit_prior(x, speakers, (moment > 0).astype(int), 2)
     assert prior.kappa[0] < 0.05 < 20 < prior.kappa[1]
 
     # A new voice far from everyone, seen in 3 clips all of a "high" moment (a skewed set).
@@ -47,6 +47,28 @@ def test_shrinkage_adapts_a_voice_feature_after_few_clips_and_an_emotion_feature
     np.testing.assert_allclose(full.std(axis=0), 1, atol=0.1)
 
 
+def test_a_speaker_heard_in_one_emotion_keeps_it_when_the_shares_are_known_or_estimated():
+    rng = np.random.default_rng(1)
+    n_speakers, n_clips = 40, 20
+    labels = rng.integers(0, 2, n_speakers * n_clips)  # two emotions, balanced for every training speaker
+    offsets = np.repeat(rng.normal(0, 3, n_speakers), n_clips)
+    x = (offsets + np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 0.3, labels.size))[:, None]
+    prior = adapt.fit_prior(x, np.repeat(np.arange(n_speakers), n_clips), labels, 2)
+    assert prior.effects[1, 0] > 0.1 > -0.1 > prior.effects[0, 0]
+    # A new voice heard only in emotion 1: without its shares its mean takes the emotion away.
+    clips = (4.0 + 1.0 + rng.normal(0, 0.3, 12))[:, None]
+    blind = adapt.adapt(clips, adapt.SpeakerStatistics.of(clips), prior)
+    known = adapt.adapt(clips, adapt.SpeakerStatistics.of(clips, mix=[0.0, 1.0]), prior)
+    assert abs(blind.mean()) < 0.5 and known.mean() > 1.5
+
+    def probabilities(adapted):  # a classifier that reads emotion 1 from a positive adapted feature
+        p1 = 1 / (1 + np.exp(-4 * adapted[:, 0]))
+        return np.column_stack([1 - p1, p1])
+
+    estimated = adapt.estimate_mix(clips, prior, probabilities)
+    assert estimated.mix[1] > 0.8 and adapt.adapt(clips, estimated, prior).mean() > 1
+
+
 def test_the_adaptive_mode_is_trained_on_speakers_normalised_by_their_own_original_clips(trained):
     run, features, _ = trained
     model = run.model
@@ -54,9 +76,10 @@ def test_the_adaptive_mode_is_trained_on_speakers_normalised_by_their_own_origin
     x = feature_matrix(clips)
     speakers = clips["speaker"].to_numpy()
     train_rows = (run.split == "train").to_numpy()
+    labels = clips["emotion"].map({c: i for i, c in enumerate(run.classes)}).to_numpy()
     # The population is the training speakers' (not validation, not test); every speaker's statistics its own clips.
-    expected = adapt.fit_prior(x[train_rows], speakers[train_rows])
-    for name in ("mean", "scale", "kappa", "within"):
+    expected = adapt.fit_prior(x[train_rows], speakers[train_rows], labels[train_rows], len(run.classes))
+    for name in ("mean", "scale", "kappa", "within", "effects", "typical_mix"):
         np.testing.assert_allclose(getattr(model.prior, name), getattr(expected, name), rtol=1e-6)
     test = run.predictions
     rows = clips["path"].isin(test["path"]).to_numpy()
