@@ -222,12 +222,14 @@ def predict_emotion(
     Raises
     ------
     FileNotFoundError, IsADirectoryError
-        No file at ``path``, or no bundle (or an incomplete one) in ``artifacts_dir``.
+        No file at ``path``, or no bundle (or an incomplete one) in ``artifacts_dir``, or no
+        enrolled ``speaker`` of that name.
     AudioError
-        The file cannot be decoded, is empty, too short, silent or not finite.
+        The file cannot be decoded, is empty, too short, silent or not finite (a reference clip's
+        errors name it).
     ValueError
-        Bad ``window``/``hop``, or a bundle made for other features or classes; a reference clip
-        that cannot be read (named); both ``reference`` and ``speaker``.
+        Bad ``window``/``hop``, or a bundle made for other features or classes; both ``reference``
+        and ``speaker``.
     """
     window, hop = _check_windowing(window, hop)
     model = get_model(artifacts_dir)
