@@ -42,6 +42,8 @@ import numpy as np
 MIN_CLIPS = 2
 # Rounds of estimating an unlabelled speaker's emotion shares from the adaptive model's probabilities.
 MIX_ITERATIONS = 3
+# Batch sizes whose held-out predictions fit how much softer the adaptive mode must be with few clips.
+CALIBRATION_BATCHES = (5, 10, 20)
 # The between-speaker variance of a feature's mean is floored here (in population-standardised units),
 # so a feature no speaker differs in gets a large but finite kappa (it barely adapts).
 _MIN_BETWEEN = 1e-4
@@ -171,6 +173,37 @@ def statistics_by_speaker(features: np.ndarray, speakers, labels, n_classes: int
     return {speaker: SpeakerStatistics.of(features[speakers == speaker],
                                           mix=np.bincount(labels[speakers == speaker], minlength=n_classes) / (speakers == speaker).sum())
             for speaker in np.unique(speakers)}
+
+
+def dealt_views(features: np.ndarray, speakers, labels, n_classes: int, prior: SpeakerPrior, rows, *,
+                sizes=CALIBRATION_BATCHES, seed: int = 0) -> list:
+    """The clips of ``rows``' speakers adapted in random batches of each size, as a user with that many clips would.
+
+    For the adaptive mode's calibration: each speaker's clips (in ``rows``) are dealt at random into
+    batches of ``size``, each batch normalised by its own statistics (emotion shares from its labels).
+
+    Returns
+    -------
+    views : list of (np.ndarray [shape=features.shape, dtype=float32], np.ndarray [shape=(n,), dtype=int])
+        Per size: the adapted features (rows outside ``rows`` as they are) and each row's batch size
+        (0 outside ``rows`` and in a last batch of fewer than ``MIN_CLIPS`` clips).
+    """
+    features, speakers, labels = np.asarray(features), np.asarray(speakers), np.asarray(labels)
+    rows = np.asarray(rows, dtype=bool)
+    rng = np.random.default_rng(seed)
+    views = []
+    for size in sizes:
+        view, n_clips = features.astype(np.float32), np.zeros(len(features), dtype=int)
+        for speaker in np.unique(speakers[rows]):
+            own = rng.permutation(np.flatnonzero(rows & (speakers == speaker)))
+            for batch in (own[start : start + size] for start in range(0, len(own), size)):
+                if len(batch) < MIN_CLIPS:
+                    continue
+                mix = np.bincount(labels[batch], minlength=n_classes) / len(batch)
+                view[batch] = adapt(features[batch], SpeakerStatistics.of(features[batch], mix=mix), prior)
+                n_clips[batch] = len(batch)
+        views.append((view, n_clips))
+    return views
 
 
 def estimate_mix(features: np.ndarray, prior: SpeakerPrior, probabilities) -> SpeakerStatistics:

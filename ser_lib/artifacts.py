@@ -102,6 +102,7 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         "adaptive": None if model.adaptive is None else {
             "layers": adaptive_specs, "temperature": float(model.adaptive.temperature),
             "temperature_slope": float(model.adaptive.temperature_slope),
+            "temperature_per_clip": float(model.adaptive.temperature_per_clip),
             "abstain_threshold": model.adaptive.metadata.get("abstain_threshold"),
             "abstain_coverage": model.adaptive.metadata.get("abstain_coverage"),
             "test_metrics": run.adaptive_metrics,
@@ -206,7 +207,7 @@ def load_bundle(directory="artifacts") -> EmotionModel:
             classes=classes, layers=_layers(adaptive["layers"], arrays, ADAPTIVE_PREFIX),
             scaler_mean=arrays[f"{ADAPTIVE_PREFIX}scaler_mean"], scaler_scale=arrays[f"{ADAPTIVE_PREFIX}scaler_scale"],
             temperature=float(adaptive["temperature"]), temperature_slope=float(adaptive["temperature_slope"]),
-            recipe=recipe.name, metadata=adaptive,
+            temperature_per_clip=float(adaptive["temperature_per_clip"]), recipe=recipe.name, metadata=adaptive,
         )
         model.prior = SpeakerPrior.from_arrays(arrays)
     return model

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # Warnings (e.g. a bundle without an adaptive mode asked to adapt) as one plain line each.
+    warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"
     try:
         return args.handler(args)
     except EXPECTED_ERRORS as error:

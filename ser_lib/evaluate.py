@@ -291,9 +291,12 @@ def describe_comparison(comparison: pd.DataFrame) -> str:
 # The calibration temperature may grow with a clip's atypicality, never shrink: a clip unlike any
 # training clip is not made more confident.
 TEMPERATURE_BOUNDS, SLOPE_BOUNDS = (0.05, 20.0), (0.0, 5.0)
+# Likewise statistics of fewer clips never make a prediction more confident.
+PER_CLIP_BOUNDS = (0.0, 50.0)
 
 
-def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: np.ndarray | None = None) -> dict:
+def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: np.ndarray | None = None,
+                    n_clips: np.ndarray | None = None) -> dict:
     """The temperature (and its slope on atypicality) that minimise the NLL of held-out predictions.
 
     Each clip's logits are divided by ``temperature * exp(slope * atypicality)``: a single
@@ -310,11 +313,15 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: 
         Their true class indices.
     atypicality : np.ndarray [shape=(n,)], optional
         Each clip's atypicality under the scaler of the model that predicted it.
+    n_clips : np.ndarray [shape=(n,)], optional
+        For the adaptive mode: the clips each prediction's speaker statistics came from; then
+        ``temperature_per_clip`` is fitted too (:func:`ser_lib.model.calibration_temperature`).
 
     Returns
     -------
     calibration : dict
-        ``temperature`` (``> 1`` softens over-confident predictions) and ``temperature_slope``.
+        ``temperature`` (``> 1`` softens over-confident predictions) and ``temperature_slope`` (and
+        ``temperature_per_clip`` with ``n_clips``).
         Since ``softmax(log p / T) = softmax(logits / T)``, log-probabilities stand in for logits.
     """
     from scipy.optimize import minimize
@@ -328,15 +335,17 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: 
         raise ValueError(f"Expected one atypicality per clip ({labels.shape[0]}), got shape {spread.shape}.")
 
     def nll(parameters):
-        log_temperature, slope = parameters
-        scaled = log_p / calibration_temperature(np.exp(log_temperature), slope, spread)[:, None]
+        log_temperature, slope, per_clip = parameters
+        scaled = log_p / calibration_temperature(np.exp(log_temperature), slope, spread, per_clip, n_clips)[:, None]
         scaled -= scaled.max(axis=1, keepdims=True)
         log_softmax = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
         return -log_softmax[np.arange(len(labels)), labels].mean()
 
     slope_bounds = (0.0, 0.0) if atypicality is None else SLOPE_BOUNDS
-    result = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[np.log(TEMPERATURE_BOUNDS), slope_bounds])
-    return {"temperature": float(np.exp(result.x[0])), "temperature_slope": float(result.x[1])}
+    per_clip_bounds = (0.0, 0.0) if n_clips is None else PER_CLIP_BOUNDS
+    result = minimize(nll, np.zeros(3), method="L-BFGS-B", bounds=[np.log(TEMPERATURE_BOUNDS), slope_bounds, per_clip_bounds])
+    fitted = {"temperature": float(np.exp(result.x[0])), "temperature_slope": float(result.x[1])}
+    return fitted if n_clips is None else {**fitted, "temperature_per_clip": float(result.x[2])}
 
 
 def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:

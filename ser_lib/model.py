@@ -65,14 +65,19 @@ def atypicality(standardised: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.mean(standardised**2, axis=1), 1e-12))
 
 
-def calibration_temperature(temperature, slope, atypicality) -> np.ndarray:
-    """The softmax temperature of clips of the given :func:`atypicality`: ``temperature * exp(slope * atypicality)``.
+def calibration_temperature(temperature, slope, atypicality, per_clip=0.0, n_clips=None) -> np.ndarray:
+    """The softmax temperature of clips: ``temperature * exp(slope * atypicality) * (1 + per_clip / n_clips)``.
 
     With ``slope`` 0 every clip gets ``temperature``; with a positive slope, clips unlike the
     training clips get softer probabilities. ``exp(slope * atypicality)`` is ``d ** slope`` for
-    ``d`` the clip's mean squared standardised feature.
+    ``d`` the clip's mean squared standardised feature. The last factor is the adaptive mode's
+    (:mod:`ser_lib.adapt`): a speaker's statistics from few clips are rough, so its clips get
+    softer probabilities (``n_clips`` None: as many as in training, factor 1).
     """
-    return temperature * np.exp(slope * np.asarray(atypicality, dtype=np.float64))
+    t = temperature * np.exp(slope * np.asarray(atypicality, dtype=np.float64))
+    if per_clip and n_clips is not None:
+        t = t * (1 + per_clip / np.asarray(n_clips, dtype=np.float64))
+    return t
 
 
 @dataclass
@@ -93,6 +98,8 @@ class EmotionModel:
     scaler_scale: np.ndarray
     temperature: float = 1.0
     temperature_slope: float = 0.0
+    # The adaptive model's softening for statistics of few clips (calibration_temperature's per_clip).
+    temperature_per_clip: float = 0.0
     recipe: str = "original"
     metadata: dict = field(default_factory=dict)
     # The adaptive mode (ser_lib.adapt): a model of speaker-normalised features, and what it shrinks toward.
@@ -103,19 +110,21 @@ class EmotionModel:
     def n_features(self) -> int:
         return int(self.scaler_mean.shape[0])
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+    def predict_proba(self, features: np.ndarray, n_clips=None) -> np.ndarray:
         """Class probabilities of raw feature rows.
 
         Parameters
         ----------
         features : np.ndarray [shape=(n, n_features) or (n_features,)]
+        n_clips : np.ndarray [shape=(n,)], optional
+            For the adaptive model: the clips each row's speaker statistics came from.
 
         Returns
         -------
         probabilities : np.ndarray [shape=(n, n_classes)], columns in ``classes`` order
         """
         standardised = self._standardise(features)
-        return forward(self.layers, standardised, temperature=self.temperatures(standardised)[:, None])
+        return forward(self.layers, standardised, temperature=self.temperatures(standardised, n_clips)[:, None])
 
     def predict_speakers(self, features: np.ndarray, speakers, statistics: dict | None = None):
         """Probabilities of raw feature rows, each adapted to its speaker where the model can.
@@ -142,7 +151,7 @@ class EmotionModel:
         probabilities = self.predict_proba(features) if len(features) else np.empty((0, len(self.classes)))
         adapted_features, adapted, n_clips = self.adapt_speakers(features, speakers, statistics)
         if adapted.any():
-            probabilities[adapted] = self.adaptive.predict_proba(adapted_features[adapted])
+            probabilities[adapted] = self.adaptive.predict_proba(adapted_features[adapted], n_clips[adapted])
         return probabilities, adapted, n_clips
 
     def adapt_speakers(self, features: np.ndarray, speakers, statistics: dict | None = None):
@@ -174,15 +183,15 @@ class EmotionModel:
             raise ValueError("This model has no adaptive mode: it was trained without one (or before ser_lib had one).")
         return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba)
 
-    def temperatures(self, standardised: np.ndarray) -> np.ndarray:
+    def temperatures(self, standardised: np.ndarray, n_clips=None) -> np.ndarray:
         """The calibration temperature of each standardised feature row."""
-        if self.temperature_slope == 0:
+        if self.temperature_slope == 0 and (not self.temperature_per_clip or n_clips is None):
             return np.full(len(standardised), self.temperature, dtype=np.float32)
-        return self.temperature_at(atypicality(standardised)).astype(np.float32)
+        return self.temperature_at(atypicality(standardised), n_clips).astype(np.float32)
 
-    def temperature_at(self, atypicality: np.ndarray) -> np.ndarray:
-        """The calibration temperature of clips of the given :func:`atypicality`."""
-        return calibration_temperature(self.temperature, self.temperature_slope, atypicality)
+    def temperature_at(self, atypicality: np.ndarray, n_clips=None) -> np.ndarray:
+        """The calibration temperature of clips of the given :func:`atypicality` (and speaker statistics' clip count)."""
+        return calibration_temperature(self.temperature, self.temperature_slope, atypicality, self.temperature_per_clip, n_clips)
 
     def atypicality(self, features: np.ndarray) -> np.ndarray:
         """:func:`atypicality` of raw feature rows under this model's scaler."""

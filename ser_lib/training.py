@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib import evaluate
-from ser_lib.adapt import adapt_rows, fit_prior, statistics_by_speaker
+from ser_lib.adapt import CALIBRATION_BATCHES, MIN_CLIPS, adapt_rows, dealt_views, fit_prior, statistics_by_speaker
 from ser_lib.features import feature_matrix
 from ser_lib.model import EmotionModel, softmax
 from ser_lib.recipes import get_recipe
@@ -244,24 +244,27 @@ def train(
         fit_rows = np.isin(groups_fit, list(statistics))
         x_adapted = x_fit.copy()
         x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
+        # The same clips adapted in batches of a few of a speaker's clips, to calibrate for users with few.
+        views = dealt_views(x, speakers, y, len(classes), model.prior, labelled, seed=seed)
         start = time.perf_counter()
         fitted_adaptive = recipe.fit(
             x_adapted, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size,
             patience=patience, progress=progress, description=f"Training {recipe.name}, adaptive ({protocol} split)",
-            groups=groups_fit, is_copy=is_copy,
+            groups=groups_fit, is_copy=is_copy, views=[view for view, _ in views],
         )
         train_seconds += time.perf_counter() - start
         model.adaptive = EmotionModel(
             classes=classes, layers=fitted_adaptive["layers"], scaler_mean=fitted_adaptive["scaler_mean"],
             scaler_scale=fitted_adaptive["scaler_scale"], recipe=recipe.name,
         )
-        adaptive_calibration = _calibrate(model.adaptive, fitted_adaptive, x_adapted[: len(x)][parts["validation"]],
-                                          y[parts["validation"]], coverage)
+        clips_per_speaker = pd.Series(speakers).map(pd.Series(speakers).value_counts()).to_numpy()
+        adaptive_calibration = _calibrate_adaptive(model.adaptive, fitted_adaptive, x_adapted[: len(x)], views, y,
+                                                   clips_per_speaker, parts["validation"], coverage)
         probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
         adapted_test, _, _ = model.adapt_speakers(x[parts["test"]], speakers[parts["test"]])
         uncalibrated = uncalibrated.copy()  # a speaker with one test clip is per clip
         if adapted.any():
-            at_one = replace(model.adaptive, temperature=1.0, temperature_slope=0.0)
+            at_one = replace(model.adaptive, temperature=1.0, temperature_slope=0.0, temperature_per_clip=0.0)
             uncalibrated[adapted] = at_one.predict_proba(adapted_test[adapted])
         adaptive_predictions = _test_predictions(test, probabilities, uncalibrated, classes).assign(adapted=adapted)
         adaptive_metrics = _test_metrics(adaptive_predictions, model.adaptive, adaptive_calibration, classes)
@@ -300,6 +303,42 @@ def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, co
     model.metadata["abstain_coverage"] = coverage
     return {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"],
             "calibrated_on": calibrated_on, "calibration_clips": int(len(labels))}
+
+
+def _calibrate_adaptive(model: EmotionModel, fitted: dict, x_adapted, views, y, clips_per_speaker, validation,
+                        coverage: float) -> dict:
+    """:func:`_calibrate` for the adaptive model, on held-out predictions at every speaker's clip count and in batches.
+
+    The held-out predictions are the recipe's own (``calibration`` and ``calibration_views`` at
+    ``calibration_rows``), else the validation speakers'. Their temperature also grows as the
+    statistics' clip count falls (``temperature_per_clip``); the abstention threshold keeps
+    ``coverage`` of the predictions at every speaker's full clip count.
+    """
+    if fitted.get("calibration") is None:
+        rows = np.flatnonzero(validation)
+        at_one = replace(model, temperature=1.0, temperature_slope=0.0, temperature_per_clip=0.0)
+        versions = [(at_one.predict_proba(x_adapted[rows]), y[rows], model.atypicality(x_adapted[rows]))]
+        versions += [(at_one.predict_proba(view[rows]), y[rows], model.atypicality(view[rows])) for view, _ in views]
+        calibrated_on = "validation"
+    else:
+        rows = fitted["calibration_rows"]
+        versions = [fitted["calibration"], *fitted["calibration_views"]]
+        calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
+    clips = [clips_per_speaker[rows], *(n[rows] for _, n in views)]
+    kept = [n >= MIN_CLIPS for n in clips]  # a last batch of one clip is predicted per clip
+    probabilities, labels, spread = (np.concatenate([np.asarray(v[i])[k] for v, k in zip(versions, kept)]) for i in range(3))
+    n_clips = np.concatenate([n[k] for n, k in zip(clips, kept)])
+    fitted_calibration = evaluate.fit_calibration(probabilities, labels, spread, n_clips)
+    model.temperature, model.temperature_slope, model.temperature_per_clip = (
+        fitted_calibration[key] for key in ("temperature", "temperature_slope", "temperature_per_clip"))
+    full = np.arange(len(n_clips)) < kept[0].sum()
+    log_p = np.log(np.clip(probabilities[full], 1e-12, 1.0))
+    confidence = softmax(log_p / model.temperature_at(spread[full], n_clips[full])[:, None]).max(axis=1)
+    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence, coverage=coverage)
+    model.metadata["abstain_coverage"] = coverage
+    return {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"],
+            "calibrated_on": f"{calibrated_on}, at every speaker's clip count and in batches of {', '.join(map(str, CALIBRATION_BATCHES))}",
+            "calibration_clips": int(kept[0].sum())}
 
 
 def _test_predictions(test: pd.DataFrame, probabilities: np.ndarray, uncalibrated: np.ndarray, classes: list) -> pd.DataFrame:

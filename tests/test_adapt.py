@@ -253,3 +253,30 @@ def test_ser_predict_speaker_by_folder_regex_and_csv_and_ser_enroll(trained, tmp
     assert row["adapted"] and row["speaker"] == "ann" and row["emotion"] == by_folder.set_index("path").loc[str(files[0]), "emotion"]
     assert cli.main(["enroll", "ann", str(files[0]), str(files[1]), "--artifacts", str(bundle)]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_calibration_softens_predictions_from_statistics_of_few_clips():
+    # Logits whose right temperature is 1 + 10 / n: fitting recovers the clip term.
+    rng = np.random.default_rng(0)
+    n_clips = rng.choice([3, 5, 10, 20, 60], 6000)
+    logits = rng.normal(0, 3, (6000, 4))
+    true = ser_lib.model.softmax(logits / (1 + 10 / n_clips)[:, None])
+    labels = np.array([rng.choice(4, p=p) for p in true])
+    fitted = evaluate.fit_calibration(ser_lib.model.softmax(logits), labels, n_clips=n_clips)
+    assert fitted["temperature"] == pytest.approx(1.0, abs=0.15) and fitted["temperature_per_clip"] == pytest.approx(10, rel=0.2)
+    assert "temperature_per_clip" not in evaluate.fit_calibration(ser_lib.model.softmax(logits), labels)
+
+
+def test_the_bundle_keeps_the_clip_term_and_fewer_clips_give_softer_probabilities(trained):
+    import dataclasses
+
+    run, features, bundle = trained
+    adaptive = ser_lib.load_bundle(bundle).adaptive
+    assert adaptive.temperature_per_clip == pytest.approx(run.model.adaptive.temperature_per_clip)
+    assert run.adaptive_metrics["temperature_per_clip"] == adaptive.temperature_per_clip >= 0
+    rows = feature_matrix(original_rows(features))[:4]
+    x = adapt.adapt(rows, adapt.SpeakerStatistics.of(rows), run.model.prior)
+    softened = dataclasses.replace(adaptive, temperature_per_clip=5.0)
+    few, many = softened.predict_proba(x, np.full(4, 2)), softened.predict_proba(x, np.full(4, 200))
+    assert (few.max(axis=1) < many.max(axis=1)).all()
+    np.testing.assert_allclose(softened.predict_proba(x), adaptive.predict_proba(x), rtol=1e-6)  # no count: no softening

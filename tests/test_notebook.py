@@ -53,6 +53,12 @@ def test_notebook_runs_headless_on_the_demo_corpus_and_writes_everything(tmp_pat
     comparison = pd.read_csv(outputs / "split_comparison.csv")
     assert set(comparison["protocol"]) == {"speaker", "random"} and "all" in set(comparison["corpus"])
     assert pd.read_csv(outputs / "recipe_comparison.csv")["recipe"].tolist() == ["functionals_fusion", "original"]
+    # The adaptive mode: its table (per clip first, the run's own figure) and chart, and its test predictions.
+    adaptation = pd.read_csv(outputs / "speaker_adaptation.csv")
+    assert adaptation["condition"].tolist()[:2] == ["per clip", "all clips"] and "11_speaker_adaptation" in charts
+    assert adaptation["accuracy"].iloc[0] == pytest.approx(results["accuracy"])
+    assert adaptation["accuracy"].iloc[1] == pytest.approx(results["adaptive"]["accuracy"])
+    assert len(pd.read_csv(outputs / "test_predictions_adapted.csv")) == len(predictions)
     model = ser_lib.load_bundle(tmp_path / "artifacts")
     assert model.classes == sorted(ser_lib.EMOTIONS) and model.recipe == "functionals_fusion"
 
