@@ -15,6 +15,7 @@ import numpy as np
 
 from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, estimate_mix
 
+
 def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of standardised features through exported layers.
 

@@ -187,6 +187,10 @@ def train(
     split : pd.Series, optional
         ``train`` / ``validation`` / ``test`` per row, to use instead of ``protocol`` (e.g. the
         folds of a cross-validation).
+    adaptive : bool
+        Also fit the recipe's adaptive mode, when it has one (``Recipe.adaptive``; :mod:`ser_lib.adapt`),
+        calibrated on its own and tested with each test speaker normalised by its unlabelled clips
+        (``run.adaptive_predictions``, ``run.adaptive_metrics``). It about doubles the training time.
 
     Returns
     -------
@@ -233,41 +237,13 @@ def train(
 
     adaptive_predictions, adaptive_metrics = None, {}
     if adaptive and recipe.adaptive:
-        # The adaptive mode (ser_lib.adapt): every speaker normalised by its own original clips (a test
-        # speaker's too: its unlabelled clips), the population statistics from the training speakers.
-        # A speaker the fit learns from (train, validation) is normalised with its emotions' shares from
-        # its labels; test speakers are adapted after fitting, without labels (EmotionModel.adapt_speakers).
-        speakers = features["speaker"].to_numpy()
-        model.prior = fit_prior(x[parts["train"]], speakers[parts["train"]], y[parts["train"]], len(classes))
-        labelled = parts["train"] | parts["validation"]
-        statistics = statistics_by_speaker(x[labelled], speakers[labelled], y[labelled], len(classes))
-        fit_rows = np.isin(groups_fit, list(statistics))
-        x_adapted = x_fit.copy()
-        x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
-        # The same clips adapted in batches of a few of a speaker's clips, to calibrate for users with few.
-        views = dealt_views(x, speakers, y, len(classes), model.prior, labelled, seed=seed)
         start = time.perf_counter()
-        fitted_adaptive = recipe.fit(
-            x_adapted, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size,
-            patience=patience, progress=progress, description=f"Training {recipe.name}, adaptive ({protocol} split)",
-            groups=groups_fit, is_copy=is_copy, views=[view for view, _ in views],
+        adaptive_predictions, adaptive_metrics = _fit_adaptive(
+            model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, is_copy, classes, coverage,
+            uncalibrated, seed=seed, epochs=epochs, batch_size=batch_size, patience=patience, progress=progress,
+            description=f"Training {recipe.name}, adaptive ({protocol} split)",
         )
         train_seconds += time.perf_counter() - start
-        model.adaptive = EmotionModel(
-            classes=classes, layers=fitted_adaptive["layers"], scaler_mean=fitted_adaptive["scaler_mean"],
-            scaler_scale=fitted_adaptive["scaler_scale"], recipe=recipe.name,
-        )
-        clips_per_speaker = pd.Series(speakers).map(pd.Series(speakers).value_counts()).to_numpy()
-        adaptive_calibration = _calibrate_adaptive(model.adaptive, fitted_adaptive, x_adapted[: len(x)], views, y,
-                                                   clips_per_speaker, parts["validation"], coverage)
-        probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
-        adapted_test, _, _ = model.adapt_speakers(x[parts["test"]], speakers[parts["test"]])
-        uncalibrated = uncalibrated.copy()  # a speaker with one test clip is per clip
-        if adapted.any():
-            at_one = replace(model.adaptive, temperature=1.0, temperature_slope=0.0, temperature_per_clip=0.0)
-            uncalibrated[adapted] = at_one.predict_proba(adapted_test[adapted])
-        adaptive_predictions = _test_predictions(test, probabilities, uncalibrated, classes).assign(adapted=adapted)
-        adaptive_metrics = _test_metrics(adaptive_predictions, model.adaptive, adaptive_calibration, classes)
 
     return TrainingRun(
         protocol=protocol if protocol != "corpus" else f"corpus:{test_corpus}", seed=seed, model=model,
@@ -279,6 +255,44 @@ def train(
                   **fitted["settings"]},
         adaptive_predictions=adaptive_predictions, adaptive_metrics=adaptive_metrics,
     )
+
+
+def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, is_copy, classes, coverage,
+                  uncalibrated, *, description, **options):
+    """Fit, calibrate and test the adaptive mode (:mod:`ser_lib.adapt`); sets ``model.adaptive`` and ``model.prior``.
+
+    Every speaker is normalised by its own original clips, the population statistics come from the
+    training speakers. A speaker the fit learns from (train, validation) is normalised with its
+    emotions' shares from its labels; test speakers are adapted after fitting, from their unlabelled
+    clips (:meth:`EmotionModel.adapt_speakers`). Returns the test predictions and metrics.
+    """
+    speakers = features["speaker"].to_numpy()
+    n_classes = len(classes)
+    model.prior = fit_prior(x[parts["train"]], speakers[parts["train"]], y[parts["train"]], n_classes)
+    labelled = parts["train"] | parts["validation"]
+    statistics = statistics_by_speaker(x[labelled], speakers[labelled], y[labelled], n_classes)
+    fit_rows = np.isin(groups_fit, list(statistics))  # copies are normalised with their clip's speaker
+    x_adapted = x_fit.copy()
+    x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
+    # The same clips adapted in batches of a few of a speaker's clips, to calibrate for users with few.
+    views = dealt_views(x, speakers, y, n_classes, model.prior, labelled, seed=options["seed"])
+    fitted = recipe.fit(x_adapted, y_fit, parts_fit, n_classes=n_classes, description=description, groups=groups_fit,
+                        is_copy=is_copy, views=[view for view, _ in views], **options)
+    model.adaptive = EmotionModel(classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"],
+                                  scaler_scale=fitted["scaler_scale"], recipe=recipe.name)
+    clips_per_speaker = pd.Series(speakers).map(pd.Series(speakers).value_counts()).to_numpy()
+    calibration = _calibrate_adaptive(model.adaptive, fitted, x_adapted[: len(x)], views, y, clips_per_speaker,
+                                      parts["validation"], coverage)
+
+    test = features.loc[parts["test"]]
+    probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
+    adapted_test, _, _ = model.adapt_speakers(x[parts["test"]], speakers[parts["test"]])
+    uncalibrated = uncalibrated.copy()  # a speaker with one test clip is per clip
+    if adapted.any():
+        at_one = replace(model.adaptive, temperature=1.0, temperature_slope=0.0, temperature_per_clip=0.0)
+        uncalibrated[adapted] = at_one.predict_proba(adapted_test[adapted])
+    predictions = _test_predictions(test, probabilities, uncalibrated, classes).assign(adapted=adapted)
+    return predictions, _test_metrics(predictions, model.adaptive, calibration, classes)
 
 
 def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, coverage: float) -> dict:
