@@ -175,12 +175,14 @@ def statistics_by_speaker(features: np.ndarray, speakers, labels, n_classes: int
             for speaker in np.unique(speakers)}
 
 
-def dealt_views(features: np.ndarray, speakers, labels, n_classes: int, prior: SpeakerPrior, rows, *,
-                sizes=CALIBRATION_BATCHES, seed: int = 0) -> list:
+def dealt_views(features: np.ndarray, speakers, prior: SpeakerPrior, rows, *, sizes=CALIBRATION_BATCHES,
+                seed: int = 0) -> list:
     """The clips of ``rows``' speakers adapted in random batches of each size, as a user with that many clips would.
 
     For the adaptive mode's calibration: each speaker's clips (in ``rows``) are dealt at random into
-    batches of ``size``, each batch normalised by its own statistics (emotion shares from its labels).
+    batches of ``size``, each batch normalised by its own statistics, its emotions' shares not
+    corrected for (a prediction corrects them with estimated shares, which the held-out models
+    that predict these views cannot estimate: so the views err on the side of softer probabilities).
 
     Returns
     -------
@@ -188,7 +190,7 @@ def dealt_views(features: np.ndarray, speakers, labels, n_classes: int, prior: S
         Per size: the adapted features (rows outside ``rows`` as they are) and each row's batch size
         (0 outside ``rows`` and in a last batch of fewer than ``MIN_CLIPS`` clips).
     """
-    features, speakers, labels = np.asarray(features), np.asarray(speakers), np.asarray(labels)
+    features, speakers = np.asarray(features), np.asarray(speakers)
     rows = np.asarray(rows, dtype=bool)
     rng = np.random.default_rng(seed)
     views = []
@@ -199,8 +201,7 @@ def dealt_views(features: np.ndarray, speakers, labels, n_classes: int, prior: S
             for batch in (own[start : start + size] for start in range(0, len(own), size)):
                 if len(batch) < MIN_CLIPS:
                     continue
-                mix = np.bincount(labels[batch], minlength=n_classes) / len(batch)
-                view[batch] = adapt(features[batch], SpeakerStatistics.of(features[batch], mix=mix), prior)
+                view[batch] = adapt(features[batch], SpeakerStatistics.of(features[batch]), prior)
                 n_clips[batch] = len(batch)
         views.append((view, n_clips))
     return views

@@ -275,7 +275,7 @@ def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit,
     x_adapted = x_fit.copy()
     x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
     # The same clips adapted in batches of a few of a speaker's clips, to calibrate for users with few.
-    views = dealt_views(x, speakers, y, n_classes, model.prior, labelled, seed=options["seed"])
+    views = dealt_views(x, speakers, model.prior, labelled, seed=options["seed"])
     fitted = recipe.fit(x_adapted, y_fit, parts_fit, n_classes=n_classes, description=description, groups=groups_fit,
                         is_copy=is_copy, views=[view for view, _ in views], **options)
     model.adaptive = EmotionModel(classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"],
