@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--folds", choices=sorted(FOLDS), default="blocks")
     parser.add_argument("--no-adaptive", dest="adaptive", action="store_false", help="train the per-clip model only")
     parser.add_argument("--adaptation-chart", type=Path, help="write the adaptation chart (PNG) here")
+    parser.add_argument("--adaptation-predictions", type=Path, help="write every adapted prediction (CSV) here")
     args = parser.parse_args()
 
     table = ser_lib.scan_corpora(args.data)
@@ -107,6 +108,8 @@ def main() -> None:
     print(f"\npooled over the 4 folds ({len(pooled)} clips): accuracy {correct.mean():.3f}, "
           f"ECE before {ece(pooled['confidence_uncalibrated'], correct):.3f}, after {ece(pooled['confidence'], correct):.3f}")
     if adapted:
+        if args.adaptation_predictions:
+            pd.concat(adapted, ignore_index=True).to_csv(args.adaptation_predictions, index=False)
         table = adaptation_summary(pd.concat(adapted, ignore_index=True), run.classes)
         print(f"\nspeaker adaptation ({args.folds} folds; accuracy and macro-F1 mean ± std over folds, ECE pooled):")
         print(table.round(3).to_string(index=False))
@@ -126,7 +129,7 @@ def adaptation_summary(adapted: pd.DataFrame, classes) -> pd.DataFrame:
     per_fold = pd.concat([table(group, classes).assign(fold=fold) for fold, group in adapted.groupby("fold")])
     spread = per_fold.groupby("condition", sort=False)[["accuracy", "macro_f1"]].agg(["mean", "std"])
     spread.columns = [f"{metric}_{stat}" for metric, stat in spread.columns]
-    pooled = table(adapted, classes).set_index("condition")[["n", "ece", "ece_perfect_p95"]]
+    pooled = table(adapted, classes).set_index("condition")[["n", "repeats", "ece", "ece_perfect_p95"]]
     return spread.join(pooled).reset_index()
 
 

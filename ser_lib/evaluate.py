@@ -515,17 +515,23 @@ def adaptation_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
 
     Returns
     -------
-    table : pd.DataFrame [columns: condition, n, accuracy, macro_f1, ece, ece_perfect_p95]
-        In the conditions' order; ``ece_perfect_p95`` is what 95% of perfectly calibrated models
-        with the same confidences stay under.
+    table : pd.DataFrame [columns: condition, n, repeats, accuracy, macro_f1, ece, ece_perfect_p95]
+        In the conditions' order. ``n``: clips (each predicted once per repeat); accuracy and
+        macro-F1 over every repeat's predictions; ``ece`` the mean over repeats of each repeat's ECE
+        on its ``n`` clips (the repeats predict the same clips, so pooling them would hide how noisy
+        an ECE on ``n`` clips is), beside ``ece_perfect_p95``, what 95% of perfectly calibrated models
+        with the same confidences stay under, likewise per repeat.
     """
     rows = []
     for condition, group in predictions.groupby("condition", sort=False):
-        correct = (group["predicted"] == group["emotion"]).to_numpy()
+        repeats = [part for _, part in group.groupby("repeat")]
+        eces = [expected_calibration_error(part["confidence"], (part["predicted"] == part["emotion"]).to_numpy())
+                for part in repeats]
+        floors = [perfect_calibration_ece(part["confidence"].to_numpy())["p95"] for part in repeats]
         rows.append({"condition": condition, **summary_metrics(group["emotion"], group["predicted"], classes),
-                     "ece": expected_calibration_error(group["confidence"], correct),
-                     "ece_perfect_p95": perfect_calibration_ece(group["confidence"].to_numpy())["p95"]})
-    return pd.DataFrame(rows)[["condition", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95"]]
+                     "n": len(repeats[0]), "repeats": len(repeats), "ece": float(np.mean(eces)),
+                     "ece_perfect_p95": float(np.mean(floors))})
+    return pd.DataFrame(rows)[["condition", "n", "repeats", "accuracy", "macro_f1", "ece", "ece_perfect_p95"]]
 
 
 def describe_adaptation(table: pd.DataFrame) -> str:
