@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute the features of clips of one speaker (folders are searched) and store their mean and "
         "variance as plain arrays in ARTIFACTS/speakers/NAME.npz, so that single clips of that voice can be predicted "
         "adapted to it (ser predict --speaker NAME). Clips of several emotions work best: clips of one mood bias the "
-        "statistics (shrinkage toward the training population limits it). Exits 1 if a file could not be used.",
+        "statistics (shrinkage and the estimated emotion shares limit it). Exits 1 if a file could not be used.",
     )
     enroll.add_argument("name", help="the speaker's name (letters, digits, '.', '_', '-')")
     enroll.add_argument("clips", nargs="+", help="audio clips of the speaker, or folders of them")

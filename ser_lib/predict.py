@@ -716,8 +716,9 @@ def enroll_speaker(name: str, paths, artifacts_dir="artifacts", *, overwrite: bo
     """Store a speaker's statistics beside a bundle, for predicting that voice one clip at a time.
 
     The features of ``paths`` (clips of the speaker, of as many emotions as there are: clips of one
-    mood bias the statistics, though shrinkage limits it) are summarised as their mean and variance
-    and written to ``artifacts_dir/speakers/NAME.npz`` as plain arrays. ``predict_emotion(path,
+    mood bias the statistics, though shrinkage and the estimated emotion shares limit it) are
+    summarised as their mean, variance and estimated emotion shares and written to
+    ``artifacts_dir/speakers/NAME.npz`` as plain arrays. ``predict_emotion(path,
     speaker=NAME)``, ``predict_many(paths, speaker=NAME)`` and ``ser predict --speaker NAME`` use them.
 
     Returns
