@@ -428,7 +428,8 @@ def reference_results_markdown() -> str:
     lines = ["| recipe | evaluation | accuracy | macro-F1 | ECE before / after calibration | command |",
              "| --- | --- | --- | --- | --- | --- |"]
     for row in reference_results().itertuples(index=False):
-        ece = f"{row.ece_before:.3f} / {row.ece_after:.3f}" if pd.notna(row.ece_after) else ""
+        before = f"{row.ece_before:.3f}" if pd.notna(row.ece_before) else "-"
+        ece = f"{before} / {row.ece_after:.3f}" if pd.notna(row.ece_after) else ""
         lines.append(f"| {row.recipe} | {row.evaluation} | {row.accuracy:.1%} ± {100 * row.accuracy_sd:.1f} | "
                      f"{row.macro_f1:.1%} ± {100 * row.macro_f1_sd:.1f} | {ece} | `{row.command}` |")
     return "\n".join(lines) + "\n"
