@@ -3,8 +3,14 @@
 No path imports TensorFlow: the bundle's network runs in NumPy (``ser_lib.model.forward``), loaded
 once per folder and kept, so repeated calls pay only for the features.
 
+Files of one voice can be adapted to it (the adaptive mode, :mod:`ser_lib.adapt`): ``predict_many(...,
+speakers=)``, ``predict_emotion(..., reference=)``, an enrolled ``speaker`` (:func:`enroll_speaker`);
+a long recording's voiced windows are adapted to each other.
+
 A recording that holds a second full window (``duration >= window + hop``) is analysed in
-overlapping windows read from disk in blocks, so memory stays bounded whatever its length; a shorter
+overlapping windows read from disk in blocks, so the audio in memory stays bounded whatever its
+length (with an adaptive bundle the voiced windows' features are kept until they are adapted to
+each other: 31 KB a window for ``best``, about 75 MB an hour); a shorter
 file is a *clip* and is predicted from its first ``window`` seconds, exactly as the original recipe
 (and training) did. A recipe trained on whole clips (``best``) reads a file whole, as in training,
 up to ``WHOLE_CLIP_MAX_S`` (or ``window + hop`` if longer); longer files are recordings.
