@@ -237,20 +237,30 @@ def enrolment_path(artifacts_dir, name: str) -> Path:
     return Path(artifacts_dir) / ENROLMENT_DIR / f"{check_speaker_name(name)}.npz"
 
 
-def save_statistics(path: Path, statistics: SpeakerStatistics, *, recipe: str, settings_key: str, clips: list) -> Path:
-    """Write a speaker's statistics as plain arrays (``np.savez``, no pickle) with what they were computed for."""
+def _features_of(recipe: str) -> tuple[str, str]:
+    """The recipe's name and the key of its feature settings: what stored statistics must match."""
+    from ser_lib.features import settings_key
+    from ser_lib.recipes import get_recipe
+
+    recipe = get_recipe(recipe)
+    return recipe.name, settings_key(recipe.settings)
+
+
+def save_statistics(path: Path, statistics: SpeakerStatistics, *, recipe: str, clips: list) -> Path:
+    """Write a speaker's statistics as plain arrays (``np.savez``, no pickle) with the features they were computed for."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = json.dumps({"recipe": recipe, "settings_key": settings_key, "clips": [str(c) for c in clips]})
+    name, key = _features_of(recipe)
+    info = json.dumps({"recipe": name, "settings_key": key, "clips": [str(c) for c in clips]})
     np.savez(path, n=np.int64(statistics.n), mean=statistics.mean, var=statistics.var, mix=statistics.mix, info=np.array(info))
     return path
 
 
-def load_statistics(path: Path, *, recipe: str, settings_key: str) -> SpeakerStatistics:
-    """A stored speaker's statistics, checked to be for this bundle's recipe and features."""
+def load_statistics(path: Path, *, recipe: str) -> SpeakerStatistics:
+    """A stored speaker's statistics, checked to be for this recipe and its feature settings."""
     with np.load(path, allow_pickle=False) as arrays:
         info = json.loads(str(arrays["info"]))
         statistics = SpeakerStatistics(n=int(arrays["n"]), mean=arrays["mean"], var=arrays["var"], mix=arrays["mix"])
-    if (info.get("recipe"), info.get("settings_key")) != (recipe, settings_key):
+    if (info.get("recipe"), info.get("settings_key")) != _features_of(recipe):
         raise ValueError(
             f"The speaker statistics in '{path}' were computed for recipe {info.get('recipe')!r} with other feature "
             f"settings than this bundle's ({recipe!r}): enrol the speaker again with `ser enroll`."

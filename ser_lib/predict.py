@@ -747,7 +747,6 @@ def enroll_speaker(name: str, paths, artifacts_dir="artifacts", *, overwrite: bo
     from tqdm.auto import tqdm
 
     from ser_lib.adapt import MIN_CLIPS, enrolment_path, save_statistics
-    from ser_lib.features import settings_key
 
     target = enrolment_path(artifacts_dir, name)
     model = get_model(artifacts_dir)
@@ -784,21 +783,18 @@ def enroll_speaker(name: str, paths, artifacts_dir="artifacts", *, overwrite: bo
     if len(rows) < MIN_CLIPS:
         raise ValueError(f"Enrolling {name!r} needs at least {MIN_CLIPS} readable clips, got {len(rows)} of {len(paths)}"
                          + (f" ({'; '.join(f'{p}: {r}' for p, r in reasons.items())})" if reasons else "") + ".")
-    recipe = get_recipe(model.recipe)
     statistics = model.speaker_statistics(np.stack(rows))
     used = table.loc[table["used"], "path"].tolist()
-    return save_statistics(target, statistics, recipe=recipe.name, settings_key=settings_key(recipe.settings), clips=used), table
+    return save_statistics(target, statistics, recipe=model.recipe, clips=used), table
 
 
 def load_enrolment(artifacts_dir, name: str) -> SpeakerStatistics:
     """An enrolled speaker's statistics (:func:`enroll_speaker`), checked to fit the bundle's features."""
     from ser_lib.adapt import ENROLMENT_DIR, enrolment_path, load_statistics
-    from ser_lib.features import settings_key
 
     path = enrolment_path(artifacts_dir, name)
     if not path.is_file():
         enrolled = sorted(p.stem for p in (Path(artifacts_dir) / ENROLMENT_DIR).glob("*.npz"))
         raise FileNotFoundError(f"No speaker {name!r} is enrolled in '{artifacts_dir}' (enrolled: {enrolled or 'none'}): "
                                 f"enrol with `ser enroll {name} CLIPS... --artifacts {artifacts_dir}`.")
-    recipe = get_recipe(get_model(artifacts_dir).recipe)
-    return load_statistics(path, recipe=recipe.name, settings_key=settings_key(recipe.settings))
+    return load_statistics(path, recipe=get_model(artifacts_dir).recipe)

@@ -309,14 +309,27 @@ def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, co
     else:
         probabilities, labels, spread = (np.asarray(a) for a in calibration)
         calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
-    fitted_calibration = evaluate.fit_calibration(probabilities, labels, spread)
-    model.temperature, model.temperature_slope = fitted_calibration["temperature"], fitted_calibration["temperature_slope"]
-    log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
-    confidence = softmax(log_p / model.temperature_at(spread)[:, None]).max(axis=1)
+    return {**_fit_calibration(model, probabilities, labels, spread, coverage=coverage),
+            "calibrated_on": calibrated_on, "calibration_clips": int(len(labels))}
+
+
+def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, coverage: float, n_clips=None,
+                     threshold_rows=None) -> dict:
+    """Fit and set a model's temperature (its slope, and its clip term with ``n_clips``) and abstention threshold.
+
+    The threshold keeps ``coverage`` of the calibrated predictions (of ``threshold_rows``, default all).
+    Returns the fitted values with the threshold.
+    """
+    fitted = evaluate.fit_calibration(probabilities, labels, spread, n_clips)
+    model.temperature, model.temperature_slope = fitted["temperature"], fitted["temperature_slope"]
+    model.temperature_per_clip = fitted.get("temperature_per_clip", 0.0)
+    rows = slice(None) if threshold_rows is None else threshold_rows
+    log_p = np.log(np.clip(probabilities[rows], 1e-12, 1.0))
+    clips = None if n_clips is None else n_clips[rows]
+    confidence = softmax(log_p / model.temperature_at(spread[rows], clips)[:, None]).max(axis=1)
     model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence, coverage=coverage)
     model.metadata["abstain_coverage"] = coverage
-    return {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"],
-            "calibrated_on": calibrated_on, "calibration_clips": int(len(labels))}
+    return {**fitted, "abstain_threshold": model.metadata["abstain_threshold"]}
 
 
 def _calibrate_adaptive(model: EmotionModel, fitted: dict, x_adapted, views, y, clips_per_speaker, validation,
@@ -329,10 +342,9 @@ def _calibrate_adaptive(model: EmotionModel, fitted: dict, x_adapted, views, y, 
     ``coverage`` of the predictions at every speaker's full clip count.
     """
     if fitted.get("calibration") is None:
-        rows = np.flatnonzero(validation)
-        at_one = replace(model, temperature=1.0, temperature_slope=0.0, temperature_per_clip=0.0)
-        versions = [(at_one.predict_proba(x_adapted[rows]), y[rows], model.atypicality(x_adapted[rows]))]
-        versions += [(at_one.predict_proba(view[rows]), y[rows], model.atypicality(view[rows])) for view, _ in views]
+        rows = np.flatnonzero(validation)  # the model is not calibrated yet: its probabilities are as trained
+        versions = [(model.predict_proba(rows_of[rows]), y[rows], model.atypicality(rows_of[rows]))
+                    for rows_of in (x_adapted, *(view for view, _ in views))]
         calibrated_on = "validation"
     else:
         rows = fitted["calibration_rows"]
@@ -342,15 +354,8 @@ def _calibrate_adaptive(model: EmotionModel, fitted: dict, x_adapted, views, y, 
     kept = [n >= MIN_CLIPS for n in clips]  # a last batch of one clip is predicted per clip
     probabilities, labels, spread = (np.concatenate([np.asarray(v[i])[k] for v, k in zip(versions, kept)]) for i in range(3))
     n_clips = np.concatenate([n[k] for n, k in zip(clips, kept)])
-    fitted_calibration = evaluate.fit_calibration(probabilities, labels, spread, n_clips)
-    model.temperature, model.temperature_slope, model.temperature_per_clip = (
-        fitted_calibration[key] for key in ("temperature", "temperature_slope", "temperature_per_clip"))
-    full = np.arange(len(n_clips)) < kept[0].sum()
-    log_p = np.log(np.clip(probabilities[full], 1e-12, 1.0))
-    confidence = softmax(log_p / model.temperature_at(spread[full], n_clips[full])[:, None]).max(axis=1)
-    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence, coverage=coverage)
-    model.metadata["abstain_coverage"] = coverage
-    return {**fitted_calibration, "abstain_threshold": model.metadata["abstain_threshold"],
+    full = np.arange(len(n_clips)) < kept[0].sum()  # the predictions at every speaker's full clip count
+    return {**_fit_calibration(model, probabilities, labels, spread, coverage=coverage, n_clips=n_clips, threshold_rows=full),
             "calibrated_on": f"{calibrated_on}, at every speaker's clip count and in batches of {', '.join(map(str, CALIBRATION_BATCHES))}",
             "calibration_clips": int(kept[0].sum())}
 
