@@ -18,6 +18,13 @@ random clips, batches of two emotions, neutral enrolment): mean and standard dev
 ECE pooled over them, with the band a perfectly calibrated model would stay in; ``--adaptation-chart PNG``
 draws them. ``--no-adaptive`` trains the per-clip model only.
 
+``--recordings`` also scores each fold's test clips under every recording condition of
+``ser_lib.conditions`` (telephone, MP3, Opus, white noise, babble of other speakers, a room, a quiet and an
+overdriven microphone), per clip and adapted (each speaker's clips of one condition together): accuracy and
+macro-F1 mean ± std over folds; ECE, mean confidence, share uncertain and share wrong among the high-confidence
+answers pooled over them; ``--recordings-chart PNG`` draws them. The conditioned features are cached like the
+clean ones (the first run extracts 8 more versions of every clip).
+
 A recipe with training augmentations (``best``: speed 0.9 and 1.1) gets its copies from ``extract_many``;
 the folds are made on the original clips, and ``train`` trains only on the copies of the fold's training
 actors' clips (never of its test actors).
@@ -35,6 +42,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ser_lib  # noqa: E402
+import ser_lib.conditions  # noqa: E402
 import ser_lib.evaluate  # noqa: E402
 from ser_lib.features import original_rows  # noqa: E402
 from ser_lib.recipes import recipe_names  # noqa: E402
@@ -67,6 +75,9 @@ def main() -> None:
     parser.add_argument("--no-adaptive", dest="adaptive", action="store_false", help="train the per-clip model only")
     parser.add_argument("--adaptation-chart", type=Path, help="write the adaptation chart (PNG) here")
     parser.add_argument("--adaptation-predictions", type=Path, help="write every adapted prediction (CSV) here")
+    parser.add_argument("--recordings", action="store_true", help="also score the test clips under recording conditions")
+    parser.add_argument("--recordings-chart", type=Path, help="write the recording conditions chart (PNG) here")
+    parser.add_argument("--recordings-predictions", type=Path, help="write every prediction under recording conditions (CSV) here")
     args = parser.parse_args()
 
     table = ser_lib.scan_corpora(args.data)
@@ -74,7 +85,12 @@ def main() -> None:
     features = ser_lib.extract_many(table, n_jobs=-1, recipe=args.recipe)
     extract_seconds = time.perf_counter() - start
     originals = original_rows(features)
-    rows, predictions, adapted = [], [], []
+    recorded = None
+    if args.recordings:
+        start = time.perf_counter()
+        recorded = ser_lib.extract_many(table, n_jobs=-1, recipe=args.recipe, augmentations=tuple(ser_lib.conditions.CONDITIONS))
+        print(f"recording conditions: {len(recorded)} rows in {time.perf_counter() - start:.0f} s", flush=True)
+    rows, predictions, adapted, recordings = [], [], [], []
     for fold, test_actors in enumerate(FOLDS[args.folds], start=1):
         split = fold_split(originals, test_actors, seed=args.seed + fold)
         run = ser_lib.train(features, recipe=args.recipe, split=split, seed=args.seed, epochs=args.epochs,
@@ -93,6 +109,10 @@ def main() -> None:
             adapted.append(ser_lib.evaluate.adaptation_predictions(run, features, seed=args.seed + fold).assign(fold=fold))
             by_condition = ser_lib.evaluate.adaptation_table(adapted[-1], run.classes).set_index("condition")["accuracy"]
             rows[-1].update({f"adapted_{k}": v for k, v in by_condition.items() if k != "per clip"})
+        if recorded is not None:
+            recordings.append(ser_lib.evaluate.recording_predictions(run, recorded).assign(fold=fold))
+            by_recording = ser_lib.evaluate.recording_table(recordings[-1], run.classes).set_index(["recording", "mode"])["accuracy"]
+            rows[-1].update({f"{mode} {recording}": v for (recording, mode), v in by_recording.items()})
         print(rows[-1], flush=True)
     results = pd.DataFrame(rows)
     # Pooled ECE over all folds' test clips is steadier than per-fold ECE (240 clips, 15 bins).
@@ -121,6 +141,32 @@ def main() -> None:
 
             plots.plot_adaptation(table).savefig(args.adaptation_chart, dpi=110, bbox_inches="tight")
             print(f"chart: {args.adaptation_chart}")
+    if recordings:
+        pooled = pd.concat(recordings, ignore_index=True)
+        if args.recordings_predictions:
+            pooled.to_csv(args.recordings_predictions, index=False)
+        table = recording_summary(pooled, run.classes)
+        print(f"\nrecording conditions ({args.folds} folds; accuracy and macro-F1 mean ± std over folds, the rest pooled):")
+        print(table.round(3).to_string(index=False))
+        if args.recordings_chart:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from ser_lib import plots
+
+            plots.plot_recordings(table).savefig(args.recordings_chart, dpi=110, bbox_inches="tight")
+            print(f"chart: {args.recordings_chart}")
+
+
+def recording_summary(recorded: pd.DataFrame, classes) -> pd.DataFrame:
+    """Per recording condition and mode: accuracy and macro-F1 mean and std over folds; the rest pooled over folds."""
+    table = ser_lib.evaluate.recording_table
+    keys = ["recording", "mode"]
+    per_fold = pd.concat([table(group, classes).assign(fold=fold) for fold, group in recorded.groupby("fold")])
+    spread = per_fold.groupby(keys, sort=False)[["accuracy", "macro_f1"]].agg(["mean", "std"])
+    spread.columns = [f"{metric}_{stat}" for metric, stat in spread.columns]
+    pooled = table(recorded, classes).set_index(keys).drop(columns=["accuracy", "macro_f1", "weighted_f1"])
+    return spread.join(pooled).reset_index()
 
 
 def adaptation_summary(adapted: pd.DataFrame, classes) -> pd.DataFrame:

@@ -24,7 +24,8 @@ per-clip accuracy instead of 9 points below it, for 1.6 points on speakers heard
 
 A speaker with fewer than ``MIN_CLIPS`` clips is predicted per clip. The adaptive model is trained
 on training speakers normalised by their own clips (augmented copies are normalised with their
-clip's speaker and never counted in the statistics), and calibrated on its own held-out predictions.
+clip's speaker and never counted in the statistics), and calibrated on held-out speakers predicted as
+a user's are: adapted with their emotions' shares estimated, with all their clips and in batches of a few.
 A speaker's statistics are plain arrays (:class:`SpeakerStatistics`), stored by enrolment as an
 ``.npz`` file without pickle.
 """
@@ -175,42 +176,25 @@ def statistics_by_speaker(features: np.ndarray, speakers, labels, n_classes: int
             for speaker in np.unique(speakers)}
 
 
-def dealt_views(features: np.ndarray, speakers, prior: SpeakerPrior, rows, *, sizes=CALIBRATION_BATCHES,
-                seed: int = 0) -> list:
-    """The clips of ``rows``' speakers adapted in random batches of each size, as a user with that many clips would.
+def dealt(speakers, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Each speaker's rows dealt at random into batches of ``size`` (a last one may be smaller): a batch id per row.
 
-    For the adaptive mode's calibration: each speaker's clips (in ``rows``) are dealt at random into
-    batches of ``size``, each batch normalised by its own statistics, its emotions' shares not
-    corrected for (a prediction corrects them with estimated shares, which the held-out models
-    that predict these views cannot estimate: so the views err on the side of softer probabilities).
-
-    Returns
-    -------
-    views : list of (np.ndarray [shape=features.shape, dtype=float32], np.ndarray [shape=(n,), dtype=int])
-        Per size: the adapted features (rows outside ``rows`` as they are) and each row's batch size
-        (0 outside ``rows`` and in a last batch of fewer than ``MIN_CLIPS`` clips).
+    Batches are what a user with ``size`` clips of a voice adapts together; ids are ``"speaker/k"``.
     """
-    features, speakers = np.asarray(features), np.asarray(speakers)
-    rows = np.asarray(rows, dtype=bool)
-    rng = np.random.default_rng(seed)
-    views = []
-    for size in sizes:
-        view, n_clips = features.astype(np.float32), np.zeros(len(features), dtype=int)
-        for speaker in np.unique(speakers[rows]):
-            own = rng.permutation(np.flatnonzero(rows & (speakers == speaker)))
-            for batch in (own[start : start + size] for start in range(0, len(own), size)):
-                if len(batch) < MIN_CLIPS:
-                    continue
-                view[batch] = adapt(features[batch], SpeakerStatistics.of(features[batch]), prior)
-                n_clips[batch] = len(batch)
-        views.append((view, n_clips))
-    return views
+    speakers = np.asarray(speakers)
+    ids = np.empty(len(speakers), dtype=object)
+    for speaker in np.unique(speakers):
+        own = rng.permutation(np.flatnonzero(speakers == speaker))
+        for start in range(0, len(own), size):
+            ids[own[start : start + size]] = f"{speaker}/{start // size}"
+    return ids
 
 
 def estimate_mix(features: np.ndarray, prior: SpeakerPrior, probabilities) -> SpeakerStatistics:
     """An unlabelled speaker's statistics with its emotions' shares estimated from its clips.
 
-    ``probabilities(adapted_features)`` is the adaptive model's: the shares start typical, then
+    ``probabilities(adapted_features)`` is the adaptive model's, uncalibrated (so that held-out
+    predictions made before calibration estimate shares as a calibrated model does): the shares start typical, then
     ``MIX_ITERATIONS`` times become the mean probabilities of the clips adapted with the current shares.
     """
     statistics = SpeakerStatistics.of(features)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ser_lib.adapt import dealt
 from ser_lib.model import calibration_temperature
 
 
@@ -483,14 +484,6 @@ def adaptation_predictions(run, features: pd.DataFrame, *, seed: int = 0, repeat
                                       confidence=probabilities.max(axis=1), adapted=adapted))
         return frames
 
-    def dealt(size):
-        ids = np.empty(len(test), dtype=object)
-        for speaker in np.unique(speakers):
-            own = rng.permutation(np.flatnonzero(speakers == speaker))
-            for start in range(0, len(own), size):
-                ids[own[start : start + size]] = f"{speaker}/{start // size}"
-        return ids
-
     def paired():
         ids = np.empty(len(test), dtype=object)
         for speaker in np.unique(speakers):
@@ -501,7 +494,7 @@ def adaptation_predictions(run, features: pd.DataFrame, *, seed: int = 0, repeat
 
     frames = predicted("per clip", [np.full(len(test), None)]) + predicted("all clips", [speakers])
     for k in ADAPTATION_K:
-        frames += predicted(f"{k} clips", [dealt(k) for _ in range(repeats)])
+        frames += predicted(f"{k} clips", [dealt(speakers, k, rng) for _ in range(repeats)])
     frames += predicted("skewed (2 emotions)", [paired() for _ in range(repeats)])
     enrolment = np.isin(emotions, ENROLMENT_EMOTIONS)
     enrolled = {s: model.speaker_statistics(x[(speakers == s) & enrolment]) for s in np.unique(speakers[enrolment])}
@@ -557,3 +550,77 @@ def describe_adaptation(table: pd.DataFrame) -> str:
     parts.append("Adaptation uses other clips of the test speaker (never their labels): a different protocol from the "
                  "per-clip figures, for when a user has several clips of a voice.")
     return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording conditions (ser_lib.conditions): telephone, codecs, noise, rooms, levels
+# ---------------------------------------------------------------------------------------------
+
+def recording_predictions(run, features: pd.DataFrame) -> pd.DataFrame:
+    """The run's test clips under each recording condition ``features`` holds, per clip and adapted.
+
+    ``features``: :func:`ser_lib.extract_many` rows with an ``augmentation`` column, e.g. with
+    ``augmentations=tuple(ser_lib.conditions.CONDITIONS)``; the test clips' rows of each condition
+    are predicted (``"none"`` is ``clean``; speed copies are not recordings and are left out).
+    ``adapted``: each speaker's clips of one condition normalised together (one voice through one
+    channel), when the model has an adaptive mode. A speaker's statistics come from its unlabelled
+    clips only.
+
+    Returns
+    -------
+    predictions : pd.DataFrame [columns: recording, mode, path, speaker, emotion, predicted, confidence, uncertain]
+        ``uncertain``: below the abstention threshold of the model that predicted it.
+    """
+    from ser_lib.conditions import CONDITIONS
+    from ser_lib.features import feature_matrix
+
+    model = run.model
+    rows = features[features["path"].isin(set(run.predictions["path"]))]
+    kinds = rows["augmentation"] if "augmentation" in rows.columns else pd.Series("none", index=rows.index)
+    classes = np.asarray(model.classes)
+    frames = []
+    for kind in ["none", *CONDITIONS]:
+        group = rows[kinds == kind]
+        if not len(group):
+            continue
+        x = feature_matrix(group, recipe=model.recipe)
+        modes = [("per clip", model.predict_proba(x), np.zeros(len(x), dtype=bool))]
+        if model.adaptive is not None:
+            probabilities, adapted, _ = model.predict_speakers(x, group["speaker"].to_numpy())
+            modes.append(("adapted", probabilities, adapted))
+        for mode, probabilities, adapted in modes:
+            threshold = np.where(adapted, model.adaptive.metadata["abstain_threshold"] if model.adaptive else 0.0,
+                                 model.metadata["abstain_threshold"])
+            confidence = probabilities.max(axis=1)
+            frames.append(group[["path", "speaker", "emotion"]].assign(
+                recording="clean" if kind == "none" else kind, mode=mode, predicted=classes[probabilities.argmax(axis=1)],
+                confidence=confidence, uncertain=confidence < threshold))
+    columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "uncertain"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
+    """Per recording condition and mode: accuracy, macro-F1, ECE with its noise floor, and how confidently it errs.
+
+    Returns
+    -------
+    table : pd.DataFrame [columns: recording, mode, n, accuracy, macro_f1, ece, ece_perfect_p95,
+                          confidence, uncertain, high_wrong]
+        ``confidence``: the mean; ``uncertain``: the share marked uncertain; ``high_wrong``: the
+        share of wrong answers among the ``high``-tier ones (confidence >= 70%).
+    """
+    from ser_lib.predict import TIERS
+
+    high_from = dict((name, low) for low, name in TIERS)["high"] / 100
+    rows = []
+    for (recording, mode), group in predictions.groupby(["recording", "mode"], sort=False):
+        correct = (group["predicted"] == group["emotion"]).to_numpy()
+        confidence = group["confidence"].to_numpy()
+        high = confidence >= high_from
+        rows.append({"recording": recording, "mode": mode, **summary_metrics(group["emotion"], group["predicted"], classes),
+                     "ece": expected_calibration_error(confidence, correct),
+                     "ece_perfect_p95": perfect_calibration_ece(confidence)["p95"], "confidence": float(confidence.mean()),
+                     "uncertain": float(group["uncertain"].mean()),
+                     "high_wrong": float((~correct[high]).mean()) if high.any() else float("nan")})
+    columns = ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_wrong"]
+    return pd.DataFrame(rows)[columns]

@@ -17,6 +17,7 @@ import librosa
 import numpy as np
 import pandas as pd
 
+from ser_lib import conditions
 from ser_lib.audio import SAMPLE_RATE, load_audio
 from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.recipes import get_recipe
@@ -25,17 +26,21 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"
 
 # Training-only copies: resampled to sr / factor and played at sr, so 0.9 is slower (and lower).
 AUGMENTATIONS = {"speed0.9": 0.9, "speed1.1": 1.1}
+# Every other version of a clip extract_many can add: the speed copies and the recording conditions.
+VERSIONS = (*AUGMENTATIONS, *conditions.CONDITIONS)
 
 
-def augment_signal(y: np.ndarray, augmentation: str, *, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """A training copy of a signal: ``"none"`` or a name of ``AUGMENTATIONS``.
+def augment_signal(y: np.ndarray, augmentation: str, *, sr: int = SAMPLE_RATE, seed: int = 0, talkers=()) -> np.ndarray:
+    """Another version of a signal: ``"none"``, a speed copy (``AUGMENTATIONS``) or a recording condition.
 
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
     augmentation : str
         ``"speed0.9"`` resamples to ``int(sr / 0.9)`` Hz (soxr high quality); played at ``sr`` it
-        lasts 1/0.9 times longer at 0.9 times the pitch.
+        lasts 1/0.9 times longer at 0.9 times the pitch. A name of
+        :data:`ser_lib.conditions.CONDITIONS` (``"telephone"``, ``"white noise 15 dB"``, ...) applies
+        that condition, its random parts seeded by ``seed``, babble made of ``talkers``' signals.
 
     Returns
     -------
@@ -43,8 +48,10 @@ def augment_signal(y: np.ndarray, augmentation: str, *, sr: int = SAMPLE_RATE) -
     """
     if augmentation == "none":
         return y
+    if augmentation in conditions.CONDITIONS:
+        return conditions.apply(y, sr, augmentation, seed=seed, talkers=talkers)
     if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"Unknown augmentation {augmentation!r}: expected 'none' or one of {sorted(AUGMENTATIONS)}.")
+        raise ValueError(f"Unknown augmentation {augmentation!r}: expected 'none' or one of {list(VERSIONS)}.")
     ensure_kernels()
     target = int(sr / AUGMENTATIONS[augmentation])
     return librosa.resample(y, orig_sr=sr, target_sr=target, res_type="soxr_hq").astype(np.float32)
@@ -57,7 +64,7 @@ def original_rows(features: pd.DataFrame) -> pd.DataFrame:
     return features.loc[features["augmentation"] == "none"]
 
 
-def extract_features(path, *, recipe: str = "original", augmentation: str = "none") -> np.ndarray:
+def extract_features(path, *, recipe: str = "original", augmentation: str = "none", talkers=()) -> np.ndarray:
     """The features of an audio file under a recipe: ``compute(load_audio(path))``.
 
     Parameters
@@ -67,7 +74,10 @@ def extract_features(path, *, recipe: str = "original", augmentation: str = "non
         A name of :func:`ser_lib.recipes.recipe_names`; its settings' ``duration`` says how much of
         the file is read (the original: the first 3 s; ``None``: all of it).
     augmentation : str
-        ``"none"``, or a training copy of the audio (``AUGMENTATIONS``).
+        ``"none"``, or another version of the audio (``VERSIONS``: :func:`augment_signal`), its
+        random parts seeded by the file's name.
+    talkers : sequence of paths
+        Other speakers' files, for babble.
 
     Returns
     -------
@@ -76,8 +86,14 @@ def extract_features(path, *, recipe: str = "original", augmentation: str = "non
     recipe = get_recipe(recipe)
     y = load_audio(path, sr=recipe.sample_rate, duration=recipe.clip_seconds)
     if augmentation != "none":
-        y = augment_signal(y, augmentation, sr=recipe.sample_rate)
+        others = [load_audio(t, sr=recipe.sample_rate, duration=recipe.clip_seconds) for t in talkers]
+        y = augment_signal(y, augmentation, sr=recipe.sample_rate, seed=_name_seed(path, augmentation), talkers=others)
     return recipe.compute(y, sr=recipe.sample_rate)
+
+
+def _name_seed(path, augmentation: str) -> int:
+    """A seed from a file's name and a version: the same noise for the same clip wherever it is stored."""
+    return int(hashlib.sha1(f"{Path(path).name}|{augmentation}".encode()).hexdigest()[:8], 16)
 
 
 def settings_key(settings: dict) -> str:
@@ -92,17 +108,19 @@ def _file_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
 
-def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", augmentation: str = "none"):
+def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", augmentation: str = "none", talkers=()):
     """Features of one file, or the reason it has none. Runs in worker processes."""
     path = Path(path)
     try:
         cached = None
         if cache_folder is not None:
-            suffix = "" if augmentation == "none" else f"-{augmentation}"
+            suffix = "" if augmentation == "none" else "-" + augmentation.replace(" ", "_")
+            if talkers:
+                suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
             cached = Path(cache_folder) / f"{_file_key(path)}{suffix}.npy"
             if cached.exists():
                 return np.load(cached), None
-        features = extract_features(path, recipe=recipe, augmentation=augmentation)
+        features = extract_features(path, recipe=recipe, augmentation=augmentation, talkers=talkers)
         if cached is not None:
             partial = cached.with_suffix(f".{os.getpid()}.tmp")
             with open(partial, "wb") as handle:
@@ -144,9 +162,11 @@ def extract_many(
     recipe : str
         Which recipe's features (:func:`ser_lib.recipes.get_recipe`); the original 195 by default.
     augmentations : tuple of str, optional
-        Training copies to add (``AUGMENTATIONS``); ``None`` takes the recipe's own (none for the
+        Other versions of every clip to add (``VERSIONS``: speed copies, recording conditions of
+        :mod:`ser_lib.conditions`); ``None`` takes the recipe's own training copies (none for the
         original, speed 0.9 and 1.1 for ``functionals_fusion``), ``()`` adds none.
-        :func:`ser_lib.train` trains on the copies of its training clips only.
+        :func:`ser_lib.train` trains on the copies of its training clips only. Babble needs a
+        ``speaker`` column: each clip's babble is made of other speakers' clips of the table.
 
     Returns
     -------
@@ -168,19 +188,21 @@ def extract_many(
         cache_folder.mkdir(parents=True, exist_ok=True)
         cache_folder = str(cache_folder)
     augmentations = tuple(recipe.augmentations if augmentations is None else augmentations)
-    unknown = [a for a in augmentations if a not in AUGMENTATIONS]
+    unknown = [a for a in augmentations if a not in VERSIONS]
     if unknown:
-        raise ValueError(f"Unknown augmentations {unknown}: expected names of {sorted(AUGMENTATIONS)}.")
+        raise ValueError(f"Unknown augmentations {unknown}: expected names of {list(VERSIONS)}.")
+    talkers = _babble_talkers(table, augmentations)
     attrs = dict(table.attrs)
     if augmentations:
         kinds = ("none", *augmentations)
         table = pd.concat([table.assign(augmentation=kind) for kind in kinds], ignore_index=True)
     paths = [str(p) for p in table["path"]]
     kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
+    talkers = [talkers.get(path, ()) if kind in conditions.NEEDS_TALKERS else () for path, kind in zip(paths, kinds)]
     # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
     ensure_kernels()
     rows, reasons = rerun_after_worker_crash(
-        lambda: _extract_all(paths, kinds, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
+        lambda: _extract_all(paths, kinds, talkers, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
         what="feature extraction",
     )
     ok = np.array([reason is None for reason in reasons], dtype=bool)
@@ -200,16 +222,34 @@ def extract_many(
     return (features, skipped) if return_skipped else features
 
 
-def _extract_all(paths, kinds, cache_folder, recipe, *, n_jobs, progress):
+def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
+    """Path -> the other speakers' paths its babble is made of (seeded by the file's name), if babble is asked for."""
+    if not set(augmentations) & conditions.NEEDS_TALKERS:
+        return {}
+    if "speaker" not in table.columns:
+        raise ValueError("Babble is made of other speakers' clips: expected a table with a 'speaker' column.")
+    paths, speakers = table["path"].astype(str).to_numpy(), table["speaker"].to_numpy()
+    chosen = {}
+    for path, speaker in zip(paths, speakers):
+        others = paths[speakers != speaker]
+        if len(others) < conditions.BABBLE_TALKERS:
+            raise ValueError(f"Babble needs {conditions.BABBLE_TALKERS} clips of other speakers in the table; '{path}' has {len(others)}.")
+        rng = np.random.default_rng(_name_seed(path, "talkers"))
+        chosen[path] = tuple(others[rng.choice(len(others), conditions.BABBLE_TALKERS, replace=False)])
+    return chosen
+
+
+def _extract_all(paths, kinds, talkers, cache_folder, recipe, *, n_jobs, progress):
     """Features (or None) and the reason for None of each path, in order, with a progress bar."""
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
+    jobs = zip(paths, kinds, talkers)
     if n_jobs == 1:
-        results = (_extract_one(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
+        results = (_extract_one(p, cache_folder, recipe, k, t) for p, k, t in jobs)
     else:
         runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8)
-        results = runner(delayed(_extract_one)(p, cache_folder, recipe, k) for p, k in zip(paths, kinds))
+        results = runner(delayed(_extract_one)(p, cache_folder, recipe, k, t) for p, k, t in jobs)
     rows, reasons = [], []
     for features, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
         rows.append(features)

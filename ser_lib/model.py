@@ -127,6 +127,10 @@ class EmotionModel:
         standardised = self._standardise(features)
         return forward(self.layers, standardised, temperature=self.temperatures(standardised, n_clips)[:, None])
 
+    def predict_proba_uncalibrated(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities of raw feature rows as trained (temperature 1)."""
+        return forward(self.layers, self._standardise(features))
+
     def predict_speakers(self, features: np.ndarray, speakers, statistics: dict | None = None):
         """Probabilities of raw feature rows, each adapted to its speaker where the model can.
 
@@ -182,7 +186,7 @@ class EmotionModel:
         """The statistics of one unlabelled speaker's raw feature rows, its emotions' shares estimated (:func:`~ser_lib.adapt.estimate_mix`)."""
         if self.adaptive is None:
             raise ValueError("This model has no adaptive mode: it was trained without one (or before ser_lib had one).")
-        return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba)
+        return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba_uncalibrated)
 
     def temperatures(self, standardised: np.ndarray, n_clips=None) -> np.ndarray:
         """The calibration temperature of each standardised feature row."""

@@ -1154,6 +1154,60 @@ def plot_adaptation(table: pd.DataFrame) -> Figure:
     fig.suptitle("Adapting to the speaker: each test speaker normalised by its own unlabelled clips")
     return fig
 
+def plot_recordings(table: pd.DataFrame) -> Figure:
+    """Recording conditions: accuracy and calibration per condition, per clip and adapted to the speaker.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per condition and mode (:func:`ser_lib.evaluate.recording_table`) with
+        ``recording``, ``mode`` (``"per clip"``, ``"adapted"``), ``accuracy`` (or ``accuracy_mean``
+        and ``accuracy_std`` over folds, drawn as error bars), ``ece``, ``ece_perfect_p95`` and
+        ``high_wrong``, fractions in [0, 1].
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Left: accuracy per condition, per clip and adapted side by side. Middle: ECE beside the
+        level 95% of perfectly calibrated models stay under. Right: the share of wrong answers
+        among the high-confidence ones, clean speech's level dashed.
+    """
+    accuracy = "accuracy_mean" if "accuracy_mean" in table.columns else "accuracy"
+    _check_table(table, ("recording", "mode", accuracy, "ece", "ece_perfect_p95", "high_wrong"), name="table")
+    recordings = list(dict.fromkeys(table["recording"]))
+    modes = list(dict.fromkeys(table["mode"]))
+    x = np.arange(len(recordings))
+    width = 0.8 / len(modes)
+    colors = {"per clip": "#9e9e9e", "adapted": "#3b75af"}
+    fig = _new_figure(max(12, 1.6 * len(recordings) + 4), 4.8)
+    left, middle, right = fig.subplots(1, 3, width_ratios=(3, 2, 2))
+    for k, mode in enumerate(modes):
+        rows = table[table["mode"] == mode].set_index("recording").reindex(recordings)
+        offset = x + (k - (len(modes) - 1) / 2) * width
+        color = colors.get(mode, f"C{k}")
+        error = rows["accuracy_std"] if "accuracy_std" in rows.columns else None
+        bars = left.bar(offset, rows[accuracy], yerr=error, width=width, color=color, capsize=2, label=mode)
+        left.bar_label(bars, labels=[f"{v:.0%}" for v in rows[accuracy]], padding=2, fontsize=7)
+        middle.bar(offset, rows["ece"], width=width, color=color, label=f"ECE, {mode}")
+        middle.scatter(offset, rows["ece_perfect_p95"], marker="_", s=120, color="#c0392b", zorder=3,
+                       label="95% of perfectly calibrated\nmodels stay under" if k == 0 else None)
+        right.bar(offset, rows["high_wrong"], width=width, color=color, label=mode)
+        if "clean" in recordings:
+            right.axhline(rows.loc["clean", "high_wrong"], color=color, ls="--", lw=1)
+    left.set_ylim(0, 1.05)
+    left.set_ylabel("Accuracy on unseen speakers" + (" (mean ± std over folds)" if "accuracy_std" in table.columns else ""))
+    middle.set_ylabel("Expected calibration error")
+    right.set_ylabel("Wrong among high-confidence answers")
+    for ax in (left, right):
+        ax.yaxis.set_major_formatter(_percent_formatter())
+    for ax in (left, middle, right):
+        ax.set_xticks(x, recordings, rotation=35, ha="right")
+        ax.legend(frameon=False, fontsize=7)
+        _tidy(ax, grid="y")
+    fig.suptitle("Recording conditions: the test speakers' clean clips made into telephone calls, codecs, noise and rooms")
+    return fig
+
+
 def _percent_formatter() -> FuncFormatter:
     # Fractions as "5%", "2.5%", "100%": PercentFormatter prints "5.0%" on ranges below 50%.
     # A new one per axis: a formatter belongs to the axis it is set on.

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib import evaluate
-from ser_lib.adapt import CALIBRATION_BATCHES, MIN_CLIPS, adapt_rows, dealt_views, fit_prior, statistics_by_speaker
+from ser_lib.adapt import CALIBRATION_BATCHES, adapt_rows, dealt, fit_prior, statistics_by_speaker
 from ser_lib.features import feature_matrix
 from ser_lib.model import EmotionModel, softmax
 from ser_lib.recipes import get_recipe
@@ -274,23 +274,27 @@ def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit,
     fit_rows = np.isin(groups_fit, list(statistics))  # copies are normalised with their clip's speaker
     x_adapted = x_fit.copy()
     x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
-    # The same clips adapted in batches of a few of a speaker's clips, to calibrate for users with few.
-    views = dealt_views(x, speakers, model.prior, labelled, seed=options["seed"])
     fitted = recipe.fit(x_adapted, y_fit, parts_fit, n_classes=n_classes, description=description, groups=groups_fit,
-                        is_copy=is_copy, views=[view for view, _ in views], **options)
+                        is_copy=is_copy, **options)
     model.adaptive = EmotionModel(classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"],
                                   scaler_scale=fitted["scaler_scale"], recipe=recipe.name)
-    clips_per_speaker = pd.Series(speakers).map(pd.Series(speakers).value_counts()).to_numpy()
-    calibration = _calibrate_adaptive(model.adaptive, fitted, x_adapted[: len(x)], views, y, clips_per_speaker,
-                                      parts["validation"], coverage)
+    if "held_out_models" in fitted:
+        held_out = [(EmotionModel(classes=classes, layers=fold["layers"], scaler_mean=fold["scaler_mean"],
+                                  scaler_scale=fold["scaler_scale"], recipe=recipe.name), fold["rows"][: len(x)])
+                    for fold in fitted["held_out_models"]]
+        calibrated_on = fitted["settings"].get("calibrated_on", "the recipe's held-out models")
+    else:  # the model is not calibrated yet: it predicts the validation speakers as trained
+        held_out, calibrated_on = [(model.adaptive, parts["validation"])], "validation"
+    calibration = _calibrate_adaptive(model, held_out, x, y, speakers, coverage, seed=options["seed"])
+    calibration["calibrated_on"] = (f"{calibrated_on}: held-out speakers adapted as at prediction, with all their clips "
+                                    f"and in batches of {', '.join(map(str, CALIBRATION_BATCHES))}")
 
     test = features.loc[parts["test"]]
     probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
     adapted_test, _, _ = model.adapt_speakers(x[parts["test"]], speakers[parts["test"]])
     uncalibrated = uncalibrated.copy()  # a speaker with one test clip is per clip
     if adapted.any():
-        at_one = replace(model.adaptive, temperature=1.0, temperature_slope=0.0, temperature_per_clip=0.0)
-        uncalibrated[adapted] = at_one.predict_proba(adapted_test[adapted])
+        uncalibrated[adapted] = model.adaptive.predict_proba_uncalibrated(adapted_test[adapted])
     predictions = _test_predictions(test, probabilities, uncalibrated, classes).assign(adapted=adapted)
     return predictions, _test_metrics(predictions, model.adaptive, calibration, classes)
 
@@ -332,32 +336,30 @@ def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, cove
     return {**fitted, "abstain_threshold": model.metadata["abstain_threshold"]}
 
 
-def _calibrate_adaptive(model: EmotionModel, fitted: dict, x_adapted, views, y, clips_per_speaker, validation,
-                        coverage: float) -> dict:
-    """:func:`_calibrate` for the adaptive model, on held-out predictions at every speaker's clip count and in batches.
+def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, coverage: float, *, seed: int) -> dict:
+    """Calibrate ``model.adaptive`` on held-out speakers adapted exactly as a user's are (see :func:`_calibrate`).
 
-    The held-out predictions are the recipe's own (``calibration`` and ``calibration_views`` at
-    ``calibration_rows``), else the validation speakers'. Their temperature also grows as the
-    statistics' clip count falls (``temperature_per_clip``); the abstention threshold keeps
-    ``coverage`` of the predictions at every speaker's full clip count.
+    ``held_out``: (uncalibrated adaptive model, rows of speakers it did not learn from) pairs. Each
+    speaker's rows are adapted as :meth:`EmotionModel.adapt_speakers` does (emotions' shares
+    estimated by that model), with all of them and dealt into batches of each of
+    ``CALIBRATION_BATCHES``, so the temperature's clip term learns how much rougher few clips
+    are; the abstention threshold keeps ``coverage`` of the predictions with all of a speaker's clips.
     """
-    if fitted.get("calibration") is None:
-        rows = np.flatnonzero(validation)  # the model is not calibrated yet: its probabilities are as trained
-        versions = [(model.predict_proba(rows_of[rows]), y[rows], model.atypicality(rows_of[rows]))
-                    for rows_of in (x_adapted, *(view for view, _ in views))]
-        calibrated_on = "validation"
-    else:
-        rows = fitted["calibration_rows"]
-        versions = [fitted["calibration"], *fitted["calibration_views"]]
-        calibrated_on = fitted["settings"].get("calibrated_on", "recipe's held-out predictions")
-    clips = [clips_per_speaker[rows], *(n[rows] for _, n in views)]
-    kept = [n >= MIN_CLIPS for n in clips]  # a last batch of one clip is predicted per clip
-    probabilities, labels, spread = (np.concatenate([np.asarray(v[i])[k] for v, k in zip(versions, kept)]) for i in range(3))
-    n_clips = np.concatenate([n[k] for n, k in zip(clips, kept)])
-    full = np.arange(len(n_clips)) < kept[0].sum()  # the predictions at every speaker's full clip count
-    return {**_fit_calibration(model, probabilities, labels, spread, coverage=coverage, n_clips=n_clips, threshold_rows=full),
-            "calibrated_on": f"{calibrated_on}, at every speaker's clip count and in batches of {', '.join(map(str, CALIBRATION_BATCHES))}",
-            "calibration_clips": int(kept[0].sum())}
+    rng = np.random.default_rng(seed)
+    versions = []
+    for fold_model, rows in held_out:
+        as_user = replace(model, adaptive=fold_model)
+        rows = np.flatnonzero(rows)
+        for size in (None, *CALIBRATION_BATCHES):
+            ids = speakers[rows] if size is None else dealt(speakers[rows], size, rng)
+            adapted_x, adapted, n_clips = as_user.adapt_speakers(x[rows], ids)
+            kept = adapted_x[adapted]  # a batch of one clip is predicted per clip
+            versions.append((fold_model.predict_proba_uncalibrated(kept), y[rows][adapted], fold_model.atypicality(kept),
+                             n_clips[adapted], np.full(adapted.sum(), size is None)))
+    probabilities, labels, spread, n_clips, full = (np.concatenate(column) for column in zip(*versions))
+    return {**_fit_calibration(model.adaptive, probabilities, labels, spread, coverage=coverage, n_clips=n_clips,
+                               threshold_rows=full),
+            "calibration_clips": int(full.sum())}
 
 
 def _test_predictions(test: pd.DataFrame, probabilities: np.ndarray, uncalibrated: np.ndarray, classes: list) -> pd.DataFrame:
@@ -495,6 +497,8 @@ def protocol_comparison(runs: list[TrainingRun]) -> pd.DataFrame:
 def cross_corpus(features: pd.DataFrame, *, recipe: str = "original", seed: int = 0, progress: bool = True, **options) -> pd.DataFrame:
     """Train on all corpora but one and test on that one, for each corpus: how far a model travels.
 
+    Per clip: the models are trained without their adaptive mode, which the table does not score.
+
     Returns
     -------
     table : pd.DataFrame [columns: test_corpus, trained_on, n, accuracy, macro_f1, weighted_f1]
@@ -503,7 +507,8 @@ def cross_corpus(features: pd.DataFrame, *, recipe: str = "original", seed: int 
     """
     rows = []
     for corpus in sorted(features["corpus"].unique()):
-        run = train(features, recipe=recipe, protocol="corpus", test_corpus=corpus, seed=seed, progress=progress, **options)
+        run = train(features, recipe=recipe, protocol="corpus", test_corpus=corpus, seed=seed, progress=progress,
+                    **{"adaptive": False, **options})
         trained_on = " + ".join(sorted(set(features["corpus"]) - {corpus}))
         rows.append({"test_corpus": corpus, "trained_on": trained_on, **{k: run.metrics[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1")}})
     return pd.DataFrame(rows)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import soundfile
 
+import ser_lib
+
 
 def voiced_signal(seconds: float = 3.0, sr: int = 22050, f0: float = 140.0, seed: int = 0, channels: int = 1):
     """A seeded vowel-like signal: harmonics with vibrato, a syllable envelope and a little noise."""
@@ -45,3 +47,16 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
     return tmp_path / "kagglehub"
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The original recipe trained on a small demo corpus (speaker split): its run, features and saved bundle.
+
+    One training for the whole session (the prediction and adaptation tests share it).
+    """
+    root = ser_lib.make_demo_corpus(tmp_path_factory.mktemp("demo"), seed=2, speakers_per_corpus=3, clips_per_emotion=2)
+    features = ser_lib.extract_many(ser_lib.scan_corpora(root), n_jobs=2, cache_dir=None, progress=False)
+    run = ser_lib.train(features, protocol="speaker", seed=0, epochs=8, progress=False)
+    bundle = ser_lib.save_bundle(run, tmp_path_factory.mktemp("bundle") / "artifacts")
+    return run, features, bundle

@@ -14,13 +14,8 @@ from ser_lib.features import feature_matrix, original_rows
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The original recipe on a small demo corpus (speaker split), its features and its bundle."""
-    root = ser_lib.make_demo_corpus(tmp_path_factory.mktemp("demo"), seed=2, speakers_per_corpus=3, clips_per_emotion=2)
-    features = ser_lib.extract_many(ser_lib.scan_corpora(root), n_jobs=2, cache_dir=None, progress=False)
-    run = ser_lib.train(features, protocol="speaker", seed=0, epochs=8, progress=False)
-    bundle = ser_lib.save_bundle(run, tmp_path_factory.mktemp("bundle") / "artifacts")
-    return run, features, bundle
+def trained(demo_run):
+    return demo_run
 
 
 def test_shrinkage_adapts_a_voice_feature_after_few_clips_and_an_emotion_feature_only_after_many():

@@ -24,11 +24,8 @@ SR = 22050
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    root = ser_lib.make_demo_corpus(tmp_path_factory.mktemp("demo"), seed=1, speakers_per_corpus=3, clips_per_emotion=1)
-    features = ser_lib.extract_many(ser_lib.scan_corpora(root), n_jobs=2, cache_dir=None, progress=False)
-    run = ser_lib.train(features, protocol="speaker", seed=0, epochs=8, progress=False)
-    return ser_lib.save_bundle(run, tmp_path_factory.mktemp("bundle") / "artifacts")
+def bundle(demo_run):
+    return demo_run[2]
 
 
 @pytest.fixture(scope="session")

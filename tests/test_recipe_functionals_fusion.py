@@ -237,6 +237,14 @@ def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
         z = (x[held] - x[fit].mean(axis=0)) / x[fit].std(axis=0)
         expected[held] = np.log(np.mean(z.astype(np.float64) ** 2, axis=1))
     np.testing.assert_allclose(atypicality, expected[parts["train"]], rtol=1e-4)
+    # The fold models are returned (the adaptive mode calibrates with them): each made the out-of-fold
+    # predictions of the one speaker it did not learn from.
+    folds = fitted["held_out_models"]
+    assert sorted(tuple(np.unique(groups[fold["rows"]])) for fold in folds) == [(speaker,) for speaker in range(6)]
+    for fold in folds:
+        held = ser_lib.EmotionModel(classes=list("abc"), layers=fold["layers"], scaler_mean=fold["scaler_mean"],
+                                    scaler_scale=fold["scaler_scale"], recipe="best")
+        np.testing.assert_allclose(held.predict_proba(x[fold["rows"]]), probabilities[fold["rows"][parts["train"]]], atol=1e-5)
 
 
 def test_best_recipe_needs_two_training_speakers():

@@ -16,7 +16,9 @@ A recipe module defines:
 - ``fit(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description, groups,
   is_copy)``: its classifier, returned as ``layers`` (for :func:`ser_lib.model.forward`), the scaler,
   a ``history`` table, ``settings`` and optionally ``calibration`` (held-out probabilities, labels,
-  atypicality) and a ``keras_model``;
+  atypicality), ``held_out_models`` (models of its cross-validation folds, each with the ``rows``
+  it did not learn from; else the adaptive mode is calibrated on the validation speakers) and a
+  ``keras_model``;
 - ``describe_model(n_features, n_classes)``: the classifier as a table;
 - ``TRAINING_NEEDS``: ``{module: (what, pip extra)}`` of the optional packages training needs, so that
   ``ser train`` names what to install before it extracts any feature.

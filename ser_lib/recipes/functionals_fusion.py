@@ -329,10 +329,20 @@ def _member_logits(fitted_member, x, columns):
     return (x[:, first:last] - mean) / scale @ coef.T + intercept
 
 
-def _fold_logits(x, y, fit_rows, predict_rows, columns, c, n_classes, views=()):
-    """A member fitted on ``fit_rows`` at ``c``: its logits for ``predict_rows`` of ``x`` and of each view."""
+def _fold_member(x, y, fit_rows, predict_rows, columns, c, n_classes):
+    """A member fitted on ``fit_rows`` at ``c``, and its logits for ``predict_rows``."""
     member = _fit_member(x, y, fit_rows, columns, c, n_classes)
-    return [_member_logits(member, rows[predict_rows[: len(rows)]], columns) for rows in (x, *views)]
+    return member, _member_logits(member, x[predict_rows], columns)
+
+
+def _fused(members: list) -> tuple:
+    """Members' mean logits as one linear layer on their concatenated standardised columns: (layer, mean, scale)."""
+    share = 1 / len(members)
+    layer = {"kind": "dense", "kernel": np.concatenate([coef.T * share for _, _, coef, _ in members]).astype(np.float32),
+             "bias": np.sum([intercept * share for *_, intercept in members], axis=0).astype(np.float32),
+             "activation": "linear"}
+    return (layer, np.concatenate([mean for mean, *_ in members]).astype(np.float32),
+            np.concatenate([scale for _, scale, *_ in members]).astype(np.float32))
 
 
 def _speaker_folds(groups, fit_rows, is_copy):
@@ -353,7 +363,7 @@ def _speaker_folds(groups, fit_rows, is_copy):
     return folds
 
 
-def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, views=(), n_jobs=-1, **_) -> dict:
+def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, n_jobs=-1, **_) -> dict:
     """Late fusion (mean logits) of three multinomial logistic regressions.
 
     Members (``MEMBER_COLUMNS``): ``frame_egemaps`` sees the frame
@@ -367,16 +377,14 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
 
     The out-of-fold fused predictions at the chosen C's, with each row's atypicality under its
     fold's scaler, are returned as ``calibration``, on which :func:`train` fits the temperature,
-    its slope and the abstention threshold. ``groups`` is the speaker of each row; ``is_copy``
+    its slope and the abstention threshold; the fused fold models themselves as ``held_out_models``
+    (``layers``, ``scaler_mean``, ``scaler_scale``, and ``rows``: the original rows each did not
+    learn from), which the adaptive mode's calibration uses to predict held-out speakers as a user
+    does (:func:`ser_lib.training.train`). ``groups`` is the speaker of each row; ``is_copy``
     marks augmented rows, which are fitted on but never predicted. The validation part is not
     used (``train`` merges it into the train part for this recipe), nor are ``epochs``,
     ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The fits run in
     ``n_jobs`` worker processes (-1: one per core).
-
-    ``views``: other versions of the first rows of ``x`` (the adaptive mode's clips adapted with
-    statistics of fewer clips, :func:`ser_lib.adapt.dealt_views`); each fold's models also predict
-    their held-out rows, returned as ``calibration_views`` (probabilities, labels, atypicality),
-    with ``calibration_rows``, the row of each held-out prediction.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -393,17 +401,16 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
     # Every (member, C, fold) fit, then each member refitted on the whole train part at its chosen C.
     searches = [(member, c, k) for member in MEMBER_COLUMNS for c in C_GRIDS[member] for k in range(len(folds))]
     runner = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = runner(delayed(_fold_logits)(x, y, *folds[k], MEMBER_COLUMNS[member], c, n_classes, views)
+    results = runner(delayed(_fold_member)(x, y, *folds[k], MEMBER_COLUMNS[member], c, n_classes)
                      for member, c, k in searches)
-    # Per (member, C): out-of-fold logits of x, then of each view.
-    logits = {(member, c): np.zeros((1 + len(views), len(x), n_classes)) for member, c, _ in searches}
-    for (member, c, k), fold_logits in tqdm(zip(searches, results), total=len(searches), desc=description,
-                                            unit="fit", disable=not progress):
-        for version, version_logits in enumerate(fold_logits):
-            logits[member, c][version, folds[k][1]] = version_logits
-    chosen, out_of_fold = {}, np.zeros((1 + len(views), len(x), n_classes))
+    members, logits = {}, {(member, c): np.zeros((len(x), n_classes)) for member, c, _ in searches}
+    for (member, c, k), (fitted, fold_logits) in tqdm(zip(searches, results), total=len(searches), desc=description,
+                                                      unit="fit", disable=not progress):
+        members[member, c, k] = fitted
+        logits[member, c][folds[k][1]] = fold_logits
+    chosen, out_of_fold = {}, np.zeros((len(x), n_classes))
     for member in MEMBER_COLUMNS:
-        accuracy = {c: float((logits[member, c][0, held].argmax(axis=1) == y[held]).mean()) for c in C_GRIDS[member]}
+        accuracy = {c: float((logits[member, c][held].argmax(axis=1) == y[held]).mean()) for c in C_GRIDS[member]}
         best_c = max(C_GRIDS[member], key=accuracy.get)  # max keeps the first (smallest) of ties
         out_of_fold += logits[member, best_c] / len(MEMBER_COLUMNS)
         chosen[member] = {"C": best_c, "columns": list(MEMBER_COLUMNS[member]),
@@ -411,17 +418,16 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
     refits = Parallel(n_jobs=n_jobs)(
         delayed(_fit_member)(x, y, fit_rows, MEMBER_COLUMNS[member], chosen[member]["C"], n_classes) for member in MEMBER_COLUMNS
     )
-    members = dict(zip(MEMBER_COLUMNS, refits))
-    share = 1 / len(members)
-    layer = {"kind": "dense", "kernel": np.concatenate([coef.T * share for _, _, coef, _ in members.values()]).astype(np.float32),
-             "bias": np.sum([intercept * share for *_, intercept in members.values()], axis=0).astype(np.float32),
-             "activation": "linear"}
-    scaler_mean = np.concatenate([mean for mean, *_ in members.values()]).astype(np.float32)
-    scaler_scale = np.concatenate([scale for _, scale, *_ in members.values()]).astype(np.float32)
+    layer, scaler_mean, scaler_scale = _fused(refits)
+    held_out_models, spread = [], np.zeros(len(x))
+    for k, (_, predict_rows) in enumerate(folds):
+        fold_layer, fold_mean, fold_scale = _fused([members[member, chosen[member]["C"], k] for member in MEMBER_COLUMNS])
+        held_out_models.append({"layers": [fold_layer], "scaler_mean": fold_mean, "scaler_scale": fold_scale, "rows": predict_rows})
+        spread[predict_rows] = atypicality((x[predict_rows] - fold_mean) / fold_scale)
     # One "epoch": the fused model on its training rows, and out of fold ("val_": speakers each fit never saw).
     row = {}
     for prefix, p, labels in (("", forward([layer], (x[fit_rows] - scaler_mean) / scaler_scale), y[fit_rows]),
-                              ("val_", softmax(out_of_fold[0, held]), y[held])):
+                              ("val_", softmax(out_of_fold[held]), y[held])):
         row[f"{prefix}loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(p)), labels], 1e-12, None))))
         row[f"{prefix}accuracy"] = float((p.argmax(axis=1) == labels).mean())
     n_speakers = len(np.unique(groups[fit_rows]))
@@ -431,21 +437,7 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
                 "calibrated_on": f"out-of-fold predictions over {len(folds)} speaker-grouped folds of {n_speakers} training speakers"}
     return {"layers": [layer], "keras_model": None, "history": pd.DataFrame([row]).rename_axis("epoch"),
             "scaler_mean": scaler_mean, "scaler_scale": scaler_scale, "settings": settings,
-            "calibration": (softmax(out_of_fold[0, held]), y[held], _out_of_fold_atypicality(x, folds)[held]),
-            "calibration_views": [(softmax(out_of_fold[1 + v, held]), y[held], _out_of_fold_atypicality(x, folds, view)[held])
-                                  for v, view in enumerate(views)],
-            "calibration_rows": np.flatnonzero(held)}
-
-
-def _out_of_fold_atypicality(x, folds, rows=None):
-    """Each held-out row's atypicality (of ``rows``, default ``x``) under the scaler of the fold that predicted it."""
-    from sklearn.preprocessing import StandardScaler
-
-    rows = x if rows is None else rows
-    spread = np.zeros(len(x))
-    for fit_rows, predict_rows in folds:
-        spread[predict_rows] = atypicality(StandardScaler().fit(x[fit_rows]).transform(rows[predict_rows[: len(rows)]]))
-    return spread
+            "calibration": (softmax(out_of_fold[held]), y[held], spread[held]), "held_out_models": held_out_models}
 
 
 def describe_model(n_features: int, n_classes: int) -> pd.DataFrame:

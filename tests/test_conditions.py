@@ -1,0 +1,145 @@
+"""Recording conditions: each does what its name says, reproducibly, and extraction and evaluation use them."""
+
+import numpy as np
+import pytest
+
+import ser_lib
+from ser_lib import conditions, evaluate
+
+from conftest import voiced_signal
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def speech():
+    # Speech-like: voiced syllables between pauses, as a clip has them (the SNR counts the active part).
+    return np.concatenate([np.zeros(SR // 2, np.float32), voiced_signal(2.0, SR, seed=1), np.zeros(SR // 2, np.float32)])
+
+
+def band_share(y, low, high, sr=SR):
+    power = np.abs(np.fft.rfft(y)) ** 2
+    freq = np.fft.rfftfreq(len(y), 1 / sr)
+    return power[(freq >= low) & (freq < high)].sum() / power.sum()
+
+
+def test_telephone_keeps_the_telephone_band_only(speech):
+    phone = conditions.telephone(speech, SR)
+    assert phone.shape == speech.shape and phone.dtype == np.float32
+    assert band_share(speech, 4000, SR / 2) > 5e-4 and band_share(phone, 4000, SR / 2) < 1e-6
+    # The voice's fundamental (about 140 Hz) is mostly cut: the band starts at 300 Hz.
+    assert band_share(speech, 0, 200) > 0.5 and band_share(phone, 0, 200) < 0.02
+
+
+@pytest.mark.parametrize("name", sorted(conditions.CODECS))
+def test_a_codec_round_trip_is_lossy_aligned_and_as_long(speech, name):
+    coded = conditions.codec(speech, SR, name)
+    assert coded.shape == speech.shape and not np.allclose(coded, speech, atol=1e-3)
+    assert np.corrcoef(coded, speech)[0, 1] > 0.9  # its delay is cut: the waveforms line up
+
+
+def test_unknown_codec_says_which_exist(speech):
+    with pytest.raises(ValueError, match="Unknown codec 'aac': expected one of"):
+        conditions.codec(speech, SR, "aac")
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 15.0])
+def test_noise_is_added_at_the_asked_snr_of_the_active_speech(speech, snr_db):
+    noise = conditions.white_noise(len(speech), np.random.default_rng(0))
+    noisy = conditions.add_noise(speech, SR, noise, snr_db)
+    measured = 10 * np.log10(conditions.active_power(speech, SR) / np.mean((noisy - speech).astype(np.float64) ** 2))
+    assert measured == pytest.approx(snr_db, abs=0.05)
+    # Pauses do not count: the SNR over the whole clip is lower than over its speech.
+    assert conditions.active_power(speech, SR) > np.mean(speech.astype(np.float64) ** 2)
+
+
+def test_babble_is_other_talkers_at_equal_level_and_needs_enough_of_them(speech):
+    talkers = [voiced_signal(1.0 + k / 4, SR, f0=100 + 20 * k, seed=k) * (k + 1) for k in range(5)]
+    mix = conditions.babble(talkers, len(speech), np.random.default_rng(0), sr=SR)
+    assert mix.shape == speech.shape and np.isfinite(mix).all()
+    again = conditions.babble(talkers, len(speech), np.random.default_rng(0), sr=SR)
+    np.testing.assert_array_equal(mix, again)
+    with pytest.raises(ValueError, match="needs at least 4 other speakers' signals, got 3"):
+        conditions.babble(talkers[:3], len(speech), np.random.default_rng(0), sr=SR)
+
+
+def test_a_room_decays_60_db_in_its_reverberation_time(speech):
+    rt60 = 0.5
+    response = conditions.room_impulse(SR, rt60, np.random.default_rng(0))
+    # Schroeder's backward integral of the response: its decay from -5 to -25 dB, extrapolated to 60 dB.
+    energy = np.cumsum(response[::-1] ** 2)[::-1]
+    decay_db = 10 * np.log10(energy / energy[0])
+    t5, t25 = np.argmax(decay_db < -5) / SR, np.argmax(decay_db < -25) / SR
+    assert 3 * (t25 - t5) == pytest.approx(rt60, rel=0.15)
+    wet = conditions.reverberate(speech, SR, rt60, np.random.default_rng(0))
+    assert wet.shape == speech.shape
+    assert conditions.active_power(wet, SR) == pytest.approx(conditions.active_power(speech, SR), rel=1e-4)
+
+
+def test_level_and_clipping(speech):
+    quiet = conditions.change_level(speech, -30.0)
+    np.testing.assert_allclose(quiet, speech * 10 ** (-30 / 20), rtol=1e-5)
+    clipped = conditions.clip(speech, 12.0)
+    assert np.abs(clipped).max() == 1.0 and (np.abs(clipped) == 1.0).mean() > 0.05
+
+
+def test_every_condition_is_seeded_and_clean_is_the_clip(speech):
+    talkers = [voiced_signal(1.0, SR, f0=100 + 20 * k, seed=k) for k in range(4)]
+    for name in conditions.CONDITIONS:
+        one = conditions.apply(speech, SR, name, seed=3, talkers=talkers)
+        assert one.shape == speech.shape and one.dtype == np.float32 and np.isfinite(one).all(), name
+        np.testing.assert_array_equal(one, conditions.apply(speech, SR, name, seed=3, talkers=talkers))
+    noisy = [conditions.apply(speech, SR, "white noise 15 dB", seed=s) for s in (1, 2)]
+    assert not np.allclose(*noisy)
+    np.testing.assert_array_equal(conditions.apply(speech, SR, "clean"), speech)
+    with pytest.raises(ValueError, match="Unknown condition 'underwater': expected 'clean' or one of"):
+        conditions.apply(speech, SR, "underwater")
+
+
+def test_extract_many_adds_recorded_versions_cached_under_their_own_keys(demo_run, tmp_path):
+    _, features, _ = demo_run
+    table = features[["path", "corpus", "speaker", "emotion"]].groupby("speaker").head(3).head(12).reset_index(drop=True)
+    assert table["speaker"].nunique() == 4
+    names = ("telephone", "babble 10 dB")
+    recorded = ser_lib.extract_many(table, n_jobs=1, cache_dir=tmp_path, progress=False, augmentations=names)
+    assert recorded["augmentation"].value_counts().to_dict() == {"none": 12, "telephone": 12, "babble 10 dB": 12}
+    cached = sorted(p.name for p in tmp_path.rglob("*.npy"))
+    assert len(cached) == 36 and sum("-telephone" in name for name in cached) == 12
+    again = ser_lib.extract_many(table, n_jobs=2, cache_dir=None, progress=False, augmentations=names)
+    x = ser_lib.features.feature_matrix
+    np.testing.assert_allclose(x(again), x(recorded), rtol=1e-5)  # the same noise for the same clip
+    assert not np.allclose(x(recorded)[12:24], x(recorded)[:12])
+    with pytest.raises(ValueError, match="Babble needs 4 clips of other speakers in the table; '.*' has 0"):
+        ser_lib.extract_many(table.assign(speaker="one"), cache_dir=None, progress=False, augmentations=("babble 10 dB",))
+    with pytest.raises(ValueError, match="expected a table with a 'speaker' column"):
+        ser_lib.extract_many(table[["path"]], cache_dir=None, progress=False, augmentations=("babble 10 dB",))
+    with pytest.raises(ValueError, match="Unknown augmentations \\['phone'\\]"):
+        ser_lib.extract_many(table, cache_dir=None, progress=False, augmentations=("phone",))
+
+
+def test_the_recording_study_predicts_every_test_clip_per_condition_and_mode(demo_run):
+    run, features, _ = demo_run
+    test = features[features["path"].isin(run.predictions["path"])][["path", "corpus", "speaker", "emotion"]]
+    recorded = ser_lib.extract_many(test, n_jobs=2, cache_dir=None, progress=False, augmentations=("telephone", "quiet -30 dB"))
+    predictions = evaluate.recording_predictions(run, recorded)
+    counts = predictions.groupby(["recording", "mode"], sort=False)["path"].nunique()
+    assert counts.index.tolist() == [(r, m) for r in ("clean", "telephone", "quiet -30 dB") for m in ("per clip", "adapted")]
+    assert (counts == len(run.predictions)).all()
+    clean = predictions[(predictions["recording"] == "clean") & (predictions["mode"] == "per clip")]
+    assert (clean.set_index("path").loc[run.predictions["path"], "predicted"].to_numpy() == run.predictions["predicted"].to_numpy()).all()
+    adapted = predictions[(predictions["recording"] == "clean") & (predictions["mode"] == "adapted")]
+    assert (adapted["predicted"].to_numpy() == run.adaptive_predictions.set_index("path").loc[adapted["path"], "predicted"].to_numpy()).all()
+    table = evaluate.recording_table(predictions, run.classes)
+    assert list(table.columns) == ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence",
+                                   "uncertain", "high_wrong"]
+    row = table.iloc[0]
+    correct = (clean["predicted"] == clean["emotion"]).to_numpy()
+    assert row["accuracy"] == pytest.approx(correct.mean())
+    assert row["uncertain"] == pytest.approx((clean["confidence"] < run.model.metadata["abstain_threshold"]).mean())
+    high = clean["confidence"].to_numpy() >= 0.7
+    assert row["high_wrong"] == pytest.approx((~correct[high]).mean()) if high.any() else np.isnan(row["high_wrong"])
+    from ser_lib import plots
+
+    figure = plots.plot_recordings(table)
+    assert len(figure.axes) == 3 and len(figure.axes[0].patches) == len(table)
+
