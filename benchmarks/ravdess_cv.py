@@ -127,56 +127,39 @@ def main() -> None:
     ece = ser_lib.evaluate.expected_calibration_error
     print(f"\npooled over the 4 folds ({len(pooled)} clips): accuracy {correct.mean():.3f}, "
           f"ECE before {ece(pooled['confidence_uncalibrated'], correct):.3f}, after {ece(pooled['confidence'], correct):.3f}")
+    evaluate = ser_lib.evaluate
     if adapted:
-        if args.adaptation_predictions:
-            pd.concat(adapted, ignore_index=True).to_csv(args.adaptation_predictions, index=False)
-        table = adaptation_summary(pd.concat(adapted, ignore_index=True), run.classes)
-        print(f"\nspeaker adaptation ({args.folds} folds; accuracy and macro-F1 mean ± std over folds, ECE pooled):")
-        print(table.round(3).to_string(index=False))
-        if args.adaptation_chart:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            from ser_lib import plots
-
-            plots.plot_adaptation(table).savefig(args.adaptation_chart, dpi=110, bbox_inches="tight")
-            print(f"chart: {args.adaptation_chart}")
+        report(f"speaker adaptation ({args.folds} folds)", adapted, run.classes, evaluate.adaptation_table, ["condition"],
+               ["n", "repeats", "ece", "ece_perfect_p95"], "plot_adaptation", args.adaptation_predictions, args.adaptation_chart)
     if recordings:
-        pooled = pd.concat(recordings, ignore_index=True)
-        if args.recordings_predictions:
-            pooled.to_csv(args.recordings_predictions, index=False)
-        table = recording_summary(pooled, run.classes)
-        print(f"\nrecording conditions ({args.folds} folds; accuracy and macro-F1 mean ± std over folds, the rest pooled):")
-        print(table.round(3).to_string(index=False))
-        if args.recordings_chart:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            from ser_lib import plots
-
-            plots.plot_recordings(table).savefig(args.recordings_chart, dpi=110, bbox_inches="tight")
-            print(f"chart: {args.recordings_chart}")
+        report(f"recording conditions ({args.folds} folds)", recordings, run.classes, evaluate.recording_table,
+               ["recording", "mode"], ["n", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_wrong"],
+               "plot_recordings", args.recordings_predictions, args.recordings_chart)
 
 
-def recording_summary(recorded: pd.DataFrame, classes) -> pd.DataFrame:
-    """Per recording condition and mode: accuracy and macro-F1 mean and std over folds; the rest pooled over folds."""
-    table = ser_lib.evaluate.recording_table
-    keys = ["recording", "mode"]
-    per_fold = pd.concat([table(group, classes).assign(fold=fold) for fold, group in recorded.groupby("fold")])
+def report(title: str, frames: list, classes, table, keys: list, pooled_columns: list, plot: str, csv, chart) -> None:
+    """Print a study's table: accuracy and macro-F1 mean and std over folds, ``pooled_columns`` over all folds' predictions.
+
+    ``table(predictions, classes)`` summarises predictions per ``keys``; ``plot`` names the
+    ``ser_lib.plots`` function that draws it to ``chart``; ``csv`` gets every prediction.
+    """
+    predictions = pd.concat(frames, ignore_index=True)
+    if csv:
+        predictions.to_csv(csv, index=False)
+    per_fold = pd.concat([table(group, classes) for _, group in predictions.groupby("fold")])
     spread = per_fold.groupby(keys, sort=False)[["accuracy", "macro_f1"]].agg(["mean", "std"])
     spread.columns = [f"{metric}_{stat}" for metric, stat in spread.columns]
-    pooled = table(recorded, classes).set_index(keys).drop(columns=["accuracy", "macro_f1", "weighted_f1"])
-    return spread.join(pooled).reset_index()
+    summary = spread.join(table(predictions, classes).set_index(keys)[pooled_columns]).reset_index()
+    print(f"\n{title}; accuracy and macro-F1 mean ± std over folds, the rest pooled:")
+    print(summary.round(3).to_string(index=False))
+    if chart:
+        import matplotlib
 
+        matplotlib.use("Agg")
+        from ser_lib import plots
 
-def adaptation_summary(adapted: pd.DataFrame, classes) -> pd.DataFrame:
-    """Per condition: accuracy and macro-F1 mean and std over folds; ECE and its noise floor pooled over folds."""
-    table = ser_lib.evaluate.adaptation_table
-    per_fold = pd.concat([table(group, classes).assign(fold=fold) for fold, group in adapted.groupby("fold")])
-    spread = per_fold.groupby("condition", sort=False)[["accuracy", "macro_f1"]].agg(["mean", "std"])
-    spread.columns = [f"{metric}_{stat}" for metric, stat in spread.columns]
-    pooled = table(adapted, classes).set_index("condition")[["n", "repeats", "ece", "ece_perfect_p95"]]
-    return spread.join(pooled).reset_index()
+        getattr(plots, plot)(summary).savefig(chart, dpi=110, bbox_inches="tight")
+        print(f"chart: {chart}")
 
 
 if __name__ == "__main__":

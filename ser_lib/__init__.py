@@ -4,6 +4,7 @@
 (and :func:`build_mlp`) imports TensorFlow, only the ``functionals_fusion`` recipe's features openSMILE.
 """
 
+from ser_lib import conditions
 from ser_lib.artifacts import bundle_info, load_bundle, save_bundle
 from ser_lib.audio import AudioError, load_audio
 from ser_lib.corpora import CORPORA, EMOTIONS, load_corpus, parse_path, scan_corpora
@@ -22,7 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioError", "CORPORA", "EMOTIONS", "EmotionModel", "FEATURE_BLOCKS", "FEATURE_NAMES", "FEATURE_SETTINGS",
-    "KAGGLE_HANDLE", "RECIPES", "TrainingRun", "build_mlp", "bundle_info", "compute_features", "cross_corpus",
+    "KAGGLE_HANDLE", "RECIPES", "TrainingRun", "build_mlp", "bundle_info", "compute_features", "conditions", "cross_corpus",
     "download_dataset", "enroll_speaker", "extract_features", "extract_many", "get_model", "get_recipe", "load_audio", "load_bundle", "load_corpus",
     "make_demo_corpus", "make_split", "parse_path", "predict_emotion", "predict_many", "protocol_comparison",
     "save_bundle", "scan_corpora", "train",

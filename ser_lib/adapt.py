@@ -19,8 +19,8 @@ speaker's mean, over the training speakers) is known, so the speaker's mean is c
 effects of the emotions its clips hold (``mix``: their share, minus the training share). Training
 speakers' shares come from their labels; an unlabelled speaker's are estimated (:func:`estimate_mix`):
 adapt without correction, take the adaptive model's mean probabilities as the shares, correct,
-``MIX_ITERATIONS`` times. On RAVDESS this puts a speaker heard in two emotions 2-3 points above the
-per-clip accuracy instead of 9 points below it, for 1.6 points on speakers heard in all (ENHANCEMENTS.md).
+``MIX_ITERATIONS`` times. On RAVDESS this puts a speaker heard in two emotions 0.3-1.9 points above the
+per-clip accuracy instead of 9 points below it, for about 1.6 points on speakers heard in all (ENHANCEMENTS.md).
 
 A speaker with fewer than ``MIN_CLIPS`` clips is predicted per clip. The adaptive model is trained
 on training speakers normalised by their own clips (augmented copies are normalised with their

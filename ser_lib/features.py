@@ -147,7 +147,8 @@ def extract_many(
     Parameters
     ----------
     table : pd.DataFrame
-        Needs a ``path`` column (e.g. the output of :func:`ser_lib.scan_corpora`).
+        Needs a ``path`` column (e.g. the output of :func:`ser_lib.scan_corpora`); columns named as
+        the recipe's features (a table this function returned) are replaced.
     n_jobs : int
         Worker processes (joblib); -1 uses every core, 1 runs in this process.
     cache_dir : str, Path or None
@@ -182,6 +183,8 @@ def extract_many(
     if "path" not in table.columns:
         raise ValueError(f"Expected a table with a 'path' column, got columns {list(table.columns)}.")
     recipe = get_recipe(recipe)
+    # A table that already holds this recipe's features (an earlier extract_many's) gets them anew, not twice.
+    table = table.drop(columns=[name for name in recipe.feature_names if name in table.columns])
     cache_folder = None
     if cache_dir is not None:
         cache_folder = Path(cache_dir) / settings_key(recipe.settings)
@@ -223,7 +226,11 @@ def extract_many(
 
 
 def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
-    """Path -> the other speakers' paths its babble is made of (seeded by the file's name), if babble is asked for."""
+    """Path -> the other speakers' paths its babble is made of (seeded by the file's name), if babble is asked for.
+
+    A clip with too few other speakers' clips in the table gets those there are: its babble row is
+    then skipped with the reason (:func:`ser_lib.conditions.babble` says how many it needs).
+    """
     if not set(augmentations) & conditions.NEEDS_TALKERS:
         return {}
     if "speaker" not in table.columns:
@@ -232,10 +239,8 @@ def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
     chosen = {}
     for path, speaker in zip(paths, speakers):
         others = paths[speakers != speaker]
-        if len(others) < conditions.BABBLE_TALKERS:
-            raise ValueError(f"Babble needs {conditions.BABBLE_TALKERS} clips of other speakers in the table; '{path}' has {len(others)}.")
         rng = np.random.default_rng(_name_seed(path, "talkers"))
-        chosen[path] = tuple(others[rng.choice(len(others), conditions.BABBLE_TALKERS, replace=False)])
+        chosen[path] = tuple(others[rng.choice(len(others), min(len(others), conditions.BABBLE_TALKERS), replace=False)])
     return chosen
 
 

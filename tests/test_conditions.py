@@ -109,8 +109,17 @@ def test_extract_many_adds_recorded_versions_cached_under_their_own_keys(demo_ru
     x = ser_lib.features.feature_matrix
     np.testing.assert_allclose(x(again), x(recorded), rtol=1e-5)  # the same noise for the same clip
     assert not np.allclose(x(recorded)[12:24], x(recorded)[:12])
-    with pytest.raises(ValueError, match="Babble needs 4 clips of other speakers in the table; '.*' has 0"):
-        ser_lib.extract_many(table.assign(speaker="one"), cache_dir=None, progress=False, augmentations=("babble 10 dB",))
+    # A table that holds features already (the notebook passes its clips) gets them once, not twice.
+    clips = recorded[recorded["augmentation"] == "none"].drop(columns="augmentation")
+    phoned = ser_lib.extract_many(clips, cache_dir=tmp_path, progress=False, augmentations=("telephone",))
+    assert phoned.columns.is_unique and x(phoned).shape == (24, x(recorded).shape[1])
+    np.testing.assert_array_equal(x(phoned), x(recorded)[:24])
+    # One voice only: no babble can be made; each clip's babble row is skipped and says why, the rest is kept.
+    with pytest.warns(UserWarning, match="12 of 24 files gave no features"):
+        alone, skipped = ser_lib.extract_many(table.assign(speaker="one"), cache_dir=None, progress=False, return_skipped=True,
+                                              augmentations=("babble 10 dB",))
+    assert (alone["augmentation"] == "none").sum() == 12 and len(alone) == 12
+    assert len(skipped) == 12 and skipped["reason"].str.contains("needs at least 4 other speakers' signals, got 0").all()
     with pytest.raises(ValueError, match="expected a table with a 'speaker' column"):
         ser_lib.extract_many(table[["path"]], cache_dir=None, progress=False, augmentations=("babble 10 dB",))
     with pytest.raises(ValueError, match="Unknown augmentations \\['phone'\\]"):

@@ -59,6 +59,10 @@ def test_notebook_runs_headless_on_the_demo_corpus_and_writes_everything(tmp_pat
     assert adaptation["accuracy"].iloc[0] == pytest.approx(results["accuracy"])
     assert adaptation["accuracy"].iloc[1] == pytest.approx(results["adaptive"]["accuracy"])
     assert len(pd.read_csv(outputs / "test_predictions_adapted.csv")) == len(predictions)
+    # Recording conditions: every condition, per clip and adapted; clean per clip is the run's own figure.
+    recordings = pd.read_csv(outputs / "recording_conditions.csv")
+    assert set(recordings["recording"]) == {"clean", *ser_lib.conditions.CONDITIONS} and "15_recording_conditions" in charts
+    assert recordings.loc[0, "accuracy"] == pytest.approx(results["accuracy"]) and (recordings["n"] == len(predictions)).all()
     model = ser_lib.load_bundle(tmp_path / "artifacts")
     assert model.classes == sorted(ser_lib.EMOTIONS) and model.recipe == "functionals_fusion"
 
