@@ -49,7 +49,7 @@ def telephone(y: np.ndarray, sr: int) -> np.ndarray:
 
 
 # Lossy codecs through libsndfile (>= 1.1): format, subtype, the rate it is written at, compression level
-# and bitrate mode. MP3: 16 kbit/s constant (MPEG-2 layer III); Opus: about 12 kbit/s variable on speech.
+# and bitrate mode. MP3: 16 kbit/s constant (MPEG-2 layer III); Opus: about 15 kbit/s variable on speech.
 CODECS = {
     "mp3": ("MP3", "MPEG_LAYER_III", None, 0.95, "CONSTANT"),
     "opus": ("OGG", "OPUS", 16000, 0.95, None),
@@ -60,7 +60,7 @@ def codec(y: np.ndarray, sr: int, name: str = "mp3") -> np.ndarray:
     """A round trip through a lossy codec (``CODECS``): encoded in memory at its lowest bitrate, decoded, at ``sr``.
 
     ``"mp3"``: MPEG-2 layer III at the signal's rate, 16 kbit/s; ``"opus"``: Opus, wide band (16 kHz),
-    about 12 kbit/s on speech. The result has the signal's length (the codec's padding is cut).
+    about 15 kbit/s on speech. The result has the signal's length (the codec's padding is cut).
 
     Raises
     ------

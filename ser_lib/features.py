@@ -7,6 +7,7 @@ disk keyed by the recipe's settings and each file, and records every file that g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -91,6 +92,12 @@ def extract_features(path, *, recipe: str = "original", augmentation: str = "non
     return recipe.compute(y, sr=recipe.sample_rate)
 
 
+@functools.lru_cache(maxsize=1)
+def _conditions_key() -> str:
+    """A hash of ser_lib.conditions' source: a changed condition is extracted anew, not read from the cache."""
+    return hashlib.sha1(Path(conditions.__file__).read_bytes()).hexdigest()[:8]
+
+
 def _name_seed(path, augmentation: str) -> int:
     """A seed from a file's name and a version: the same noise for the same clip wherever it is stored."""
     return int(hashlib.sha1(f"{Path(path).name}|{augmentation}".encode()).hexdigest()[:8], 16)
@@ -115,6 +122,8 @@ def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", 
         cached = None
         if cache_folder is not None:
             suffix = "" if augmentation == "none" else "-" + augmentation.replace(" ", "_")
+            if augmentation in conditions.CONDITIONS:  # their code is part of what the features are
+                suffix += f"-{_conditions_key()}"
             if talkers:
                 suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
             cached = Path(cache_folder) / f"{_file_key(path)}{suffix}.npy"
