@@ -69,7 +69,7 @@ TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
 SILENT = "silent"
 # A long recording is one voice: its voiced windows are normalised by their own statistics when the
 # bundle has an adaptive mode. On real RAVDESS (benchmarks/adaptive_recordings.py) window accuracy goes
-# 38.9% -> 50.5% in recordings of every emotion, 40.9% -> 37.8% in recordings of two (ENHANCEMENTS.md).
+# 38.9% -> 51.9% in recordings of every emotion, 40.9% -> 37.1% in recordings of two (ENHANCEMENTS.md).
 RECORDINGS_ADAPT = True
 # Audio read per block of a long recording (native-rate seconds) and windows per parallel job.
 _BLOCK_SECONDS = 30.0
