@@ -23,7 +23,9 @@ draws them. ``--no-adaptive`` trains the per-clip model only.
 overdriven microphone), per clip and adapted (each speaker's clips of one condition together): accuracy and
 macro-F1 mean ± std over folds; ECE, mean confidence, share uncertain and share wrong among the high-confidence
 answers pooled over them; ``--recordings-chart PNG`` draws them. The conditioned features are cached like the
-clean ones (the first run extracts 8 more versions of every clip).
+clean ones (the first run extracts 8 more versions of every clip). ``--train-augmentations`` trains on other
+copies than the recipe's (``speed0.9,speed1.1,telephone``: the speed copies and a telephone copy of every
+training clip; babble is made of the table's other speakers, test actors included, so it is no training copy here).
 
 A recipe with training augmentations (``best``: speed 0.9 and 1.1) gets its copies from ``extract_many``;
 the folds are made on the original clips, and ``train`` trains only on the copies of the fold's training
@@ -75,14 +77,19 @@ def main() -> None:
     parser.add_argument("--no-adaptive", dest="adaptive", action="store_false", help="train the per-clip model only")
     parser.add_argument("--adaptation-chart", type=Path, help="write the adaptation chart (PNG) here")
     parser.add_argument("--adaptation-predictions", type=Path, help="write every adapted prediction (CSV) here")
+    parser.add_argument("--train-augmentations", type=lambda text: tuple(text.split(",")) if text else (),
+                        help="training copies instead of the recipe's own, comma-separated (e.g. "
+                             "'speed0.9,speed1.1,telephone'; names of ser_lib.features.VERSIONS)")
     parser.add_argument("--recordings", action="store_true", help="also score the test clips under recording conditions")
     parser.add_argument("--recordings-chart", type=Path, help="write the recording conditions chart (PNG) here")
     parser.add_argument("--recordings-predictions", type=Path, help="write every prediction under recording conditions (CSV) here")
     args = parser.parse_args()
+    if set(args.train_augmentations or ()) & ser_lib.conditions.NEEDS_TALKERS:
+        parser.error("babble is made of the table's other speakers, test actors included: it cannot be a training copy here")
 
     table = ser_lib.scan_corpora(args.data)
     start = time.perf_counter()
-    features = ser_lib.extract_many(table, n_jobs=-1, recipe=args.recipe)
+    features = ser_lib.extract_many(table, n_jobs=-1, recipe=args.recipe, augmentations=args.train_augmentations)
     extract_seconds = time.perf_counter() - start
     originals = original_rows(features)
     recorded = None

@@ -29,6 +29,8 @@ _FRAME_SECONDS = 0.02
 # The longest encoder and decoder delay a codec round trip is searched for (MP3's is about 50 ms).
 _MAX_CODEC_DELAY_SECONDS = 0.2
 BABBLE_TALKERS = 4
+# A room's reverberant tail starts at this amplitude (Gaussian samples) against the direct path's 1.
+_TAIL_AMPLITUDE = 0.3
 
 
 def telephone(y: np.ndarray, sr: int) -> np.ndarray:
@@ -45,7 +47,7 @@ def telephone(y: np.ndarray, sr: int) -> np.ndarray:
     sos = signal.butter(4, TELEPHONE_BAND_HZ, btype="bandpass", fs=TELEPHONE_RATE, output="sos")
     narrow = np.clip(signal.sosfilt(sos, narrow), -1.0, 1.0)
     narrow = librosa.mu_expand(librosa.mu_compress(narrow, mu=255, quantize=True), mu=255, quantize=True)
-    return _resample(narrow, TELEPHONE_RATE, sr)[: len(y)]
+    return _length(_resample(narrow, TELEPHONE_RATE, sr), len(y))
 
 
 # Lossy codecs through libsndfile (>= 1.1): format, subtype, the rate it is written at, compression level
@@ -57,7 +59,7 @@ CODECS = {
 
 
 def codec(y: np.ndarray, sr: int, name: str = "mp3") -> np.ndarray:
-    """A round trip through a lossy codec (``CODECS``): encoded in memory at its lowest bitrate, decoded, at ``sr``.
+    """A round trip through a lossy codec (``CODECS``): encoded in memory at its low bitrate, decoded, at ``sr``.
 
     ``"mp3"``: MPEG-2 layer III at the signal's rate, 16 kbit/s; ``"opus"``: Opus, wide band (16 kHz),
     about 15 kbit/s on speech. The result has the signal's length (the codec's padding is cut).
@@ -83,8 +85,7 @@ def codec(y: np.ndarray, sr: int, name: str = "mp3") -> np.ndarray:
     buffer.seek(0)
     decoded, _ = soundfile.read(buffer, dtype="float32")
     decoded = _resample(decoded, rate, sr)
-    decoded = decoded[_delay(decoded, y, int(_MAX_CODEC_DELAY_SECONDS * sr)):]
-    return np.pad(decoded, (0, max(0, len(y) - len(decoded))))[: len(y)].astype(np.float32)
+    return _length(decoded[_delay(decoded, y, int(_MAX_CODEC_DELAY_SECONDS * sr)):], len(y))
 
 
 def _delay(decoded: np.ndarray, original: np.ndarray, max_lag: int) -> int:
@@ -139,7 +140,7 @@ def add_noise(y: np.ndarray, sr: int, noise: np.ndarray, snr_db: float) -> np.nd
 def room_impulse(sr: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
     """A synthetic room impulse response: the direct path, then Gaussian noise decaying 60 dB in ``rt60`` seconds."""
     t = np.arange(int(rt60 * sr)) / sr
-    response = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60) * 0.3
+    response = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60) * _TAIL_AMPLITUDE
     response[0] = 1.0
     return response
 
@@ -160,6 +161,11 @@ def clip(y: np.ndarray, overdrive_db: float) -> np.ndarray:
     """An overdriven input: the peak driven ``overdrive_db`` above full scale, everything beyond +-1 cut."""
     peak = float(np.max(np.abs(y))) or 1.0
     return np.clip(np.asarray(y, dtype=np.float64) / peak * 10 ** (overdrive_db / 20), -1.0, 1.0).astype(np.float32)
+
+
+def _length(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut or zero-padded to ``n`` samples, as float32 (a resampled round trip may gain or lose one)."""
+    return np.pad(y, (0, max(0, n - len(y))))[:n].astype(np.float32)
 
 
 def _resample(y, sr_in: int, sr_out: int) -> np.ndarray:
