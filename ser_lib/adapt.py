@@ -193,8 +193,8 @@ def dealt(speakers, size: int, rng: np.random.Generator) -> np.ndarray:
 def estimate_mix(features: np.ndarray, prior: SpeakerPrior, probabilities) -> SpeakerStatistics:
     """An unlabelled speaker's statistics with its emotions' shares estimated from its clips.
 
-    ``probabilities(adapted_features)`` is the adaptive model's, uncalibrated (so that held-out
-    predictions made before calibration estimate shares as a calibrated model does): the shares start typical, then
+    ``probabilities(adapted_features)`` is the adaptive model's, uncalibrated (as are the held-out
+    models its calibration is fitted on, so both estimate shares alike): the shares start typical, then
     ``MIX_ITERATIONS`` times become the mean probabilities of the clips adapted with the current shares.
     """
     statistics = SpeakerStatistics.of(features)
