@@ -589,12 +589,10 @@ def recording_predictions(run, features: pd.DataFrame) -> pd.DataFrame:
             probabilities, adapted, _ = model.predict_speakers(x, group["speaker"].to_numpy())
             modes.append(("adapted", probabilities, adapted))
         for mode, probabilities, adapted in modes:
-            threshold = np.where(adapted, model.adaptive.metadata["abstain_threshold"] if model.adaptive else 0.0,
-                                 model.metadata["abstain_threshold"])
             confidence = probabilities.max(axis=1)
             frames.append(group[["path", "speaker", "emotion"]].assign(
                 recording="clean" if kind == "none" else kind, mode=mode, predicted=classes[probabilities.argmax(axis=1)],
-                confidence=confidence, uncertain=confidence < threshold))
+                confidence=confidence, uncertain=model.uncertain(confidence, adapted)))
     columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "uncertain"]
     return pd.concat(frames, ignore_index=True)[columns]
 

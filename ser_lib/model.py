@@ -188,6 +188,20 @@ class EmotionModel:
             raise ValueError("This model has no adaptive mode: it was trained without one (or before ser_lib had one).")
         return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba_uncalibrated)
 
+    def uncertain(self, confidence, adapted=False) -> np.ndarray:
+        """Whether each top probability (0-1) is below the abstention threshold of the model that gave it.
+
+        ``adapted`` (one flag, or one per row): the adaptive model's threshold for adapted rows. A
+        model without a threshold marks nothing uncertain.
+        """
+        confidence = np.asarray(confidence, dtype=np.float64)
+        adapted = np.broadcast_to(np.asarray(adapted, dtype=bool), confidence.shape)
+        threshold = np.full(confidence.shape, np.nan)
+        for flag, model in ((False, self), (True, self.adaptive)):
+            value = None if model is None else model.metadata.get("abstain_threshold")
+            threshold[adapted == flag] = np.nan if value is None else float(value)
+        return confidence < threshold  # NaN (no threshold): never uncertain
+
     def temperatures(self, standardised: np.ndarray, n_clips=None) -> np.ndarray:
         """The calibration temperature of each standardised feature row."""
         if self.temperature_slope == 0 and (not self.temperature_per_clip or n_clips is None):

@@ -370,12 +370,11 @@ def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, duratio
     best = int(np.argmax(mean))
     order = np.argsort(-mean, kind="stable")
     confidence = float(100 * mean[best])
-    threshold = (model.adaptive if adapted else model).metadata.get("abstain_threshold")
     return Prediction(
         classes[best], confidence, dict(zip(classes, map(float, mean))),
         top3=[(classes[i], float(mean[i])) for i in order[:3]],
         tier=confidence_tier(confidence),
-        uncertain=bool(threshold is not None and mean[best] < float(threshold)),
+        uncertain=bool(model.uncertain(mean[best], adapted)),
         dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
         distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
         timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, adapted=adapted,
