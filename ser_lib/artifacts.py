@@ -99,6 +99,8 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         "temperature_slope": float(model.temperature_slope),
         "abstain_threshold": model.metadata.get("abstain_threshold"),
         "abstain_coverage": model.metadata.get("abstain_coverage"),
+        # The range of the input measures over the clips it trained on (ser_lib.quality); None before them.
+        "input_limits": model.metadata.get("input_limits"),
         "adaptive": None if model.adaptive is None else {
             "layers": adaptive_specs, "temperature": float(model.adaptive.temperature),
             "temperature_slope": float(model.adaptive.temperature_slope),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ser_lib import quality
 from ser_lib.adapt import dealt
 from ser_lib.model import calibration_temperature
 
@@ -568,8 +569,9 @@ def recording_predictions(run, features: pd.DataFrame) -> pd.DataFrame:
 
     Returns
     -------
-    predictions : pd.DataFrame [columns: recording, mode, path, speaker, emotion, predicted, confidence, uncertain]
-        ``uncertain``: below the abstention threshold of the model that predicted it.
+    predictions : pd.DataFrame [columns: recording, mode, path, speaker, emotion, predicted, confidence, uncertain, note]
+        ``uncertain`` and ``note`` as a prediction's (:meth:`ser_lib.model.EmotionModel.uncertain`,
+        from the ``input_*`` measures of ``features``).
     """
     from ser_lib.conditions import CONDITIONS
     from ser_lib.features import feature_matrix
@@ -584,6 +586,8 @@ def recording_predictions(run, features: pd.DataFrame) -> pd.DataFrame:
         if not len(group):
             continue
         x = feature_matrix(group, recipe=model.recipe)
+        measures = quality.measure_table(group) if set(quality.COLUMNS.values()) <= set(group.columns) else None
+        notes = [""] * len(group) if measures is None else [model.input_note(m) for m in measures]
         modes = [("per clip", model.predict_proba(x), np.zeros(len(x), dtype=bool))]
         if model.adaptive is not None:
             probabilities, adapted, _ = model.predict_speakers(x, group["speaker"].to_numpy())
@@ -592,8 +596,8 @@ def recording_predictions(run, features: pd.DataFrame) -> pd.DataFrame:
             confidence = probabilities.max(axis=1)
             frames.append(group[["path", "speaker", "emotion"]].assign(
                 recording="clean" if kind == "none" else kind, mode=mode, predicted=classes[probabilities.argmax(axis=1)],
-                confidence=confidence, uncertain=model.uncertain(confidence, adapted)))
-    columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "uncertain"]
+                confidence=confidence, uncertain=model.uncertain(confidence, adapted, measures), note=notes))
+    columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "uncertain", "note"]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
@@ -603,9 +607,10 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
     Returns
     -------
     table : pd.DataFrame [columns: recording, mode, n, accuracy, macro_f1, ece, ece_perfect_p95,
-                          confidence, uncertain, high_wrong]
+                          confidence, uncertain, high_wrong, confident_wrong]
         ``confidence``: the mean; ``uncertain``: the share marked uncertain; ``high_wrong``: the
-        share of wrong answers among the ``high``-tier ones (confidence >= 70%).
+        share of wrong answers among the ``high``-tier ones (confidence >= 70%);
+        ``confident_wrong``: among those not marked uncertain (what a user is told to trust).
     """
     from ser_lib.predict import TIERS
 
@@ -615,12 +620,15 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
         correct = (group["predicted"] == group["emotion"]).to_numpy()
         confidence = group["confidence"].to_numpy()
         high = confidence >= high_from
+        trusted = high & ~group["uncertain"].to_numpy(dtype=bool)
         rows.append({"recording": recording, "mode": mode, **summary_metrics(group["emotion"], group["predicted"], classes),
                      "ece": expected_calibration_error(confidence, correct),
                      "ece_perfect_p95": perfect_calibration_ece(confidence)["p95"], "confidence": float(confidence.mean()),
                      "uncertain": float(group["uncertain"].mean()),
-                     "high_wrong": float((~correct[high]).mean()) if high.any() else float("nan")})
-    columns = ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_wrong"]
+                     "high_wrong": float((~correct[high]).mean()) if high.any() else float("nan"),
+                     "confident_wrong": float((~correct[trusted]).mean()) if trusted.any() else float("nan")})
+    columns = ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence", "uncertain",
+               "high_wrong", "confident_wrong"]
     return pd.DataFrame(rows)[columns]
 
 

@@ -3,6 +3,8 @@
 Which features a file gives is its recipe's business (:mod:`ser_lib.recipes`); this module reads
 each file once per row, adds training copies, runs the rows in worker processes, caches them on
 disk keyed by the recipe's settings and each file, and records every file that gave none with why.
+Each row also gets the measures of its signal (:mod:`ser_lib.quality`), from which a model learns
+what its training clips were like.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import librosa
 import numpy as np
 import pandas as pd
 
-from ser_lib import conditions
+from ser_lib import conditions, quality
 from ser_lib.audio import SAMPLE_RATE, load_audio
 from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.recipes import get_recipe
@@ -85,17 +87,22 @@ def extract_features(path, *, recipe: str = "original", augmentation: str = "non
     features : np.ndarray [shape=(n_features,), dtype=float32]
     """
     recipe = get_recipe(recipe)
+    return recipe.compute(_version_signal(path, recipe, augmentation, talkers), sr=recipe.sample_rate)
+
+
+def _version_signal(path, recipe, augmentation: str, talkers) -> np.ndarray:
+    """The signal a recipe reads from a file, as ``augmentation`` makes it (seeded by the file's name)."""
     y = load_audio(path, sr=recipe.sample_rate, duration=recipe.clip_seconds)
     if augmentation != "none":
         others = [load_audio(t, sr=recipe.sample_rate, duration=recipe.clip_seconds) for t in talkers]
         y = augment_signal(y, augmentation, sr=recipe.sample_rate, seed=_name_seed(path, augmentation), talkers=others)
-    return recipe.compute(y, sr=recipe.sample_rate)
+    return y
 
 
-@functools.lru_cache(maxsize=1)
-def _conditions_key() -> str:
-    """A hash of ser_lib.conditions' source: a changed condition is extracted anew, not read from the cache."""
-    return hashlib.sha1(Path(conditions.__file__).read_bytes()).hexdigest()[:8]
+@functools.lru_cache(maxsize=None)
+def _source_key(module) -> str:
+    """A hash of a module's source: what it computes changed, so the cache's copy is computed anew."""
+    return hashlib.sha1(Path(module.__file__).read_bytes()).hexdigest()[:8]
 
 
 def _name_seed(path, augmentation: str) -> int:
@@ -116,28 +123,40 @@ def _file_key(path: Path) -> str:
 
 
 def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", augmentation: str = "none", talkers=()):
-    """Features of one file, or the reason it has none. Runs in worker processes."""
+    """Features of one file and the input measures of its signal, or the reason it has none. Runs in worker processes."""
     path = Path(path)
     try:
-        cached = None
+        recipe = get_recipe(recipe)
+        files = None
         if cache_folder is not None:
             suffix = "" if augmentation == "none" else "-" + augmentation.replace(" ", "_")
             if augmentation in conditions.CONDITIONS:  # their code is part of what the features are
-                suffix += f"-{_conditions_key()}"
+                suffix += f"-{_source_key(conditions)}"
             if talkers:
                 suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
-            cached = Path(cache_folder) / f"{_file_key(path)}{suffix}.npy"
-            if cached.exists():
-                return np.load(cached), None
-        features = extract_features(path, recipe=recipe, augmentation=augmentation, talkers=talkers)
-        if cached is not None:
-            partial = cached.with_suffix(f".{os.getpid()}.tmp")
-            with open(partial, "wb") as handle:
-                np.save(handle, features)
-            partial.replace(cached)
-        return features, None
+            stem = Path(cache_folder) / f"{_file_key(path)}{suffix}"
+            files = (stem.with_name(stem.name + ".npy"), stem.with_name(f"{stem.name}.input-{_source_key(quality)}.npy"))
+        stored = [np.load(file) if files and file.exists() else None for file in (files or (None, None))]
+        if any(value is None for value in stored):
+            y = _version_signal(path, recipe, augmentation, talkers)
+            computed = (lambda: recipe.compute(y, sr=recipe.sample_rate),
+                        lambda: np.array(list(quality.measure(y, recipe.sample_rate).values())))
+            for k, value in enumerate(stored):
+                if value is None:
+                    stored[k] = computed[k]()
+                    if files is not None:
+                        _save(files[k], stored[k])
+        return (*stored, None)
     except (OSError, ValueError) as error:
-        return None, str(error)
+        return None, None, str(error)
+
+
+def _save(file: Path, values: np.ndarray) -> None:
+    """Written whole or not at all: another process reading the cache never sees half a file."""
+    partial = file.with_suffix(f".{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:
+        np.save(handle, values)
+    partial.replace(file)
 
 
 def extract_many(
@@ -181,7 +200,9 @@ def extract_many(
     Returns
     -------
     features : pd.DataFrame
-        The rows of ``table`` that gave features, with one float32 column per feature name. With
+        The rows of ``table`` that gave features, with the measures of their signal
+        (:data:`ser_lib.quality.COLUMNS`: ``input_snr_db``, ...) and one float32 column per
+        feature name. With
         augmentations, the original rows come first, then each augmentation's rows (same labels
         and ``path`` as their source); an ``augmentation`` column says which (``"none"`` for the
         originals). Without, the table has no ``augmentation`` column.
@@ -193,7 +214,7 @@ def extract_many(
         raise ValueError(f"Expected a table with a 'path' column, got columns {list(table.columns)}.")
     recipe = get_recipe(recipe)
     # A table that already holds this recipe's features (an earlier extract_many's) gets them anew, not twice.
-    table = table.drop(columns=[name for name in recipe.feature_names if name in table.columns])
+    table = table.drop(columns=[name for name in (*quality.COLUMNS.values(), *recipe.feature_names) if name in table.columns])
     cache_folder = None
     if cache_dir is not None:
         cache_folder = Path(cache_dir) / settings_key(recipe.settings)
@@ -213,14 +234,17 @@ def extract_many(
     talkers = [talkers.get(path, ()) if kind in conditions.NEEDS_TALKERS else () for path, kind in zip(paths, kinds)]
     # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
     ensure_kernels()
-    rows, reasons = rerun_after_worker_crash(
+    rows, measures, reasons = rerun_after_worker_crash(
         lambda: _extract_all(paths, kinds, talkers, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
         what="feature extraction",
     )
     ok = np.array([reason is None for reason in reasons], dtype=bool)
     matrix = np.stack([row for row in rows if row is not None]) if ok.any() else np.empty((0, recipe.n_features), np.float32)
+    measured = (np.stack([m for m in measures if m is not None]) if ok.any()
+                else np.empty((0, len(quality.COLUMNS))))
     features = pd.concat(
-        [table.loc[ok].reset_index(drop=True), pd.DataFrame(matrix, columns=list(recipe.feature_names))], axis=1
+        [table.loc[ok].reset_index(drop=True), pd.DataFrame(measured, columns=list(quality.COLUMNS.values())),
+         pd.DataFrame(matrix, columns=list(recipe.feature_names))], axis=1
     )
     features.attrs.update(attrs)
     skipped = pd.DataFrame(
@@ -254,7 +278,7 @@ def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
 
 
 def _extract_all(paths, kinds, talkers, cache_folder, recipe, *, n_jobs, progress):
-    """Features (or None) and the reason for None of each path, in order, with a progress bar."""
+    """Features and input measures (or None) and the reason for None of each path, in order, with a progress bar."""
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -264,11 +288,12 @@ def _extract_all(paths, kinds, talkers, cache_folder, recipe, *, n_jobs, progres
     else:
         runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8)
         results = runner(delayed(_extract_one)(p, cache_folder, recipe, k, t) for p, k, t in jobs)
-    rows, reasons = [], []
-    for features, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
+    rows, measures, reasons = [], [], []
+    for features, measured, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
         rows.append(features)
+        measures.append(measured)
         reasons.append(reason)
-    return rows, reasons
+    return rows, measures, reasons
 
 
 def feature_matrix(features: pd.DataFrame, *, recipe: str = "original") -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser_lib import quality
 from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, estimate_mix
 
 
@@ -188,11 +189,14 @@ class EmotionModel:
             raise ValueError("This model has no adaptive mode: it was trained without one (or before ser_lib had one).")
         return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba_uncalibrated)
 
-    def uncertain(self, confidence, adapted=False) -> np.ndarray:
-        """Whether each top probability (0-1) is below the abstention threshold of the model that gave it.
+    def uncertain(self, confidence, adapted=False, measures=None) -> np.ndarray:
+        """Whether each answer is uncertain: its top probability (0-1) is below the abstention threshold
+        of the model that gave it, or its input lies outside the range of the clips the model trained on.
 
         ``adapted`` (one flag, or one per row): the adaptive model's threshold for adapted rows. A
-        model without a threshold marks nothing uncertain.
+        model without a threshold marks no probability uncertain. ``measures`` [shape=(n, 4)]: the
+        inputs' :mod:`ser_lib.quality` measures, checked against ``metadata["input_limits"]``
+        (bundles saved before have none: never out of range).
         """
         confidence = np.asarray(confidence, dtype=np.float64)
         adapted = np.broadcast_to(np.asarray(adapted, dtype=bool), confidence.shape)
@@ -200,7 +204,14 @@ class EmotionModel:
         for flag, model in ((False, self), (True, self.adaptive)):
             value = None if model is None else model.metadata.get("abstain_threshold")
             threshold[adapted == flag] = np.nan if value is None else float(value)
-        return confidence < threshold  # NaN (no threshold): never uncertain
+        uncertain = confidence < threshold  # NaN (no threshold): never uncertain
+        if measures is not None:
+            uncertain |= quality.beyond(measures, self.metadata.get("input_limits")).any(axis=1).reshape(uncertain.shape)
+        return uncertain
+
+    def input_note(self, measures) -> str:
+        """What one input's measures [shape=(4,)] show, and which lie outside the training range (:func:`ser_lib.quality.describe`)."""
+        return quality.describe(measures, self.metadata.get("input_limits"))
 
     def temperatures(self, standardised: np.ndarray, n_clips=None) -> np.ndarray:
         """The calibration temperature of each standardised feature row."""

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_lib import quality
 from ser_lib.adapt import SpeakerStatistics
 from ser_lib.artifacts import METADATA_FILE, WEIGHTS_FILE, load_bundle
 from ser_lib.audio import CLIP_SECONDS, MIN_DURATION, SAMPLE_RATE, AudioError, check_audio_path, load_audio, truncation_warning
@@ -114,7 +115,12 @@ class Prediction(tuple):
     tier : str or None
         ``"high"`` (>= 70 %), ``"medium"`` (40-70 %) or ``"low"`` confidence.
     uncertain : bool
-        The top probability is below the bundle's ``abstain_threshold`` (False without one).
+        The top probability is below the bundle's ``abstain_threshold`` (False without one), or the
+        input is unlike anything the model trained on (``note`` says how).
+    note : str
+        What the input's own measures show (:mod:`ser_lib.quality`): e.g. "narrow-band audio",
+        "noisy: ~12 dB SNR estimated", "not speech: a steady sound", and which measure lies outside
+        the model's training range; "" for an ordinary clip.
     dominance : float
         Share of the non-silent windows whose top class is ``emotion`` (1.0 for a clip).
     distribution : pd.Series
@@ -287,11 +293,19 @@ def signal_features(model: EmotionModel, signals) -> np.ndarray:
     return np.stack([recipe.compute(y, sr=recipe.sample_rate) for y in signals])
 
 
-def _clip_features(path, model: EmotionModel, window: float) -> tuple[np.ndarray, float]:
-    """A clip's features and the seconds read: its first ``window`` seconds, or all of it for a whole-clip recipe."""
+def signal_rows(model: EmotionModel, signals) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`signal_features` and the input measures (:func:`ser_lib.quality.measure`, shape (n, 4)) of signals."""
+    sr = get_recipe(model.recipe).sample_rate
+    measures = np.array([list(quality.measure(y, sr).values()) for y in signals]).reshape(len(signals), len(quality.MEASURES))
+    return signal_features(model, signals), measures
+
+
+def _clip_features(path, model: EmotionModel, window: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """A clip's features, the seconds read (its first ``window`` seconds, or all of it for a whole-clip recipe) and its measures."""
     recipe = get_recipe(model.recipe)
     y = load_audio(path, sr=recipe.sample_rate, duration=_clip_duration(model, window))
-    return signal_features(model, [y])[0], y.size / recipe.sample_rate
+    features, measures = signal_rows(model, [y])
+    return features[0], y.size / recipe.sample_rate, measures[0]
 
 
 def _probe(path: Path) -> tuple[float | None, str | None]:
@@ -314,8 +328,8 @@ def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=Fa
         result = _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
                                n_jobs=n_jobs, progress=progress, voice=voice)
     else:
-        clip, seconds_read = _clip_features(path, model, window)
-        result = _summarise(model, *_voice_probabilities(model, clip[None, :], voice),
+        clip, seconds_read, measures = _clip_features(path, model, window)
+        result = _summarise(model, *_voice_probabilities(model, clip[None, :], voice), measures=measures,
                             duration=seconds_read if duration is None else duration, timeline=None, n_windows=1, n_silent=0)
     result.__dict__["warning"] = warning
     return result
@@ -349,11 +363,13 @@ def _clip_duration(model, window: float) -> float | None:
     return None if get_recipe(model.recipe).clip_seconds is None else window
 
 
-def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, duration, timeline, n_windows, n_silent) -> Prediction:
+def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, measures=None, duration, timeline, n_windows,
+               n_silent) -> Prediction:
     """The overall result from the non-silent windows' probabilities [shape=(n, n_classes)].
 
     ``adapted``: they came from the adaptive model (whose abstention threshold applies), with
-    statistics of ``n_clips`` clips.
+    statistics of ``n_clips`` clips. ``measures``: the input's (:mod:`ser_lib.quality`, in the
+    order of ``MEASURES``); outside the bundle's training range, the answer is ``uncertain``.
     """
     import pandas as pd
 
@@ -363,7 +379,7 @@ def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, duratio
         return Prediction(
             None, math.nan, nan, top3=[], tier=None, uncertain=False, dominance=math.nan,
             distribution=pd.Series(nan, name="probability", dtype=float), timeline=timeline, duration=duration,
-            n_windows=n_windows, n_silent=n_silent, adapted=False, n_clips=n_clips, warning=None,
+            n_windows=n_windows, n_silent=n_silent, adapted=False, n_clips=n_clips, warning=None, note="",
             error=f"no speech: all {n_windows} windows are below the silence gate",
         )
     mean = window_probabilities.mean(axis=0)
@@ -374,11 +390,11 @@ def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, duratio
         classes[best], confidence, dict(zip(classes, map(float, mean))),
         top3=[(classes[i], float(mean[i])) for i in order[:3]],
         tier=confidence_tier(confidence),
-        uncertain=bool(model.uncertain(mean[best], adapted)),
+        uncertain=bool(model.uncertain(mean[best], adapted, measures)),
         dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
         distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
         timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, adapted=adapted,
-        n_clips=n_clips, warning=None, error=None,
+        n_clips=n_clips, warning=None, note="" if measures is None else model.input_note(measures), error=None,
     )
 
 
@@ -491,14 +507,16 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
     expected = len(window_starts(int(round(duration * sr)), window_n, hop_n))
     with tqdm(total=expected, desc=f"Windows of {path.name}", unit="window", disable=not progress, leave=False) as bar:
         if n_jobs == 1:
-            results = [signal_features(model, stack) for stack in jobs()]
+            results = [signal_rows(model, stack) for stack in jobs()]
         else:
             from joblib import Parallel, delayed
 
             runner = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2*n_jobs")
-            results = list(runner(delayed(signal_features)(model, stack) for stack in jobs()))
+            results = list(runner(delayed(signal_rows)(model, stack) for stack in jobs()))
     classes = list(model.classes)
-    rows = np.concatenate(results) if results else np.empty((0, model.n_features), dtype=np.float32)
+    rows = np.concatenate([r for r, _ in results]) if results else np.empty((0, model.n_features), dtype=np.float32)
+    # The recording's measures: the median voiced window's (one noisy stretch does not make it noisy).
+    measures = np.median(np.concatenate([m for _, m in results]), axis=0) if results else None
     # One voice: its windows are clips of it (see RECORDINGS_ADAPT), with the other clips the caller knows of.
     if voice is None and RECORDINGS_ADAPT:
         voice = rows[:0]
@@ -517,8 +535,8 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
     timeline.loc[top < 0, "confidence"] = np.nan
     timeline[classes] = probabilities
     timeline["level_db"] = np.round(levels, 2)
-    result = _summarise(model, voiced, adapted, n_clips, duration=duration, timeline=timeline, n_windows=n,
-                        n_silent=n - len(voiced_index))
+    result = _summarise(model, voiced, adapted, n_clips, measures=measures, duration=duration, timeline=timeline,
+                        n_windows=n, n_silent=n - len(voiced_index))
     if result.error:
         result.__dict__["error"] = f"{result.error} ({silence_db:g} dBFS): the loudest window is at {max(levels):.1f} dBFS"
     return result
@@ -530,19 +548,19 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
 
 
 def _clip_features_worker(paths, artifacts_dir, window):
-    """Features and seconds read (or the reason there are none) of a batch of clips; runs in worker processes."""
+    """Features, seconds read and measures (or the reason there are none) of a batch of clips; runs in worker processes."""
     model = get_model(artifacts_dir)
     out = []
     for path in paths:
         try:
             out.append((*_clip_features(path, model, window), None))
         except (OSError, ValueError) as error:
-            out.append((None, None, str(error)))
+            out.append((None, None, None, str(error)))
     return out
 
 
 def _clips_features(paths: list, artifacts_dir, window: float, *, n_jobs: int, bar) -> list:
-    """``(features, seconds read, None)`` or ``(None, None, reason)`` of each clip, in batches over ``n_jobs`` processes."""
+    """``(features, seconds read, measures, None)`` or ``(None, None, None, reason)`` of each clip, in batches over ``n_jobs`` processes."""
     # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.
     workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
     size = max(1, min(8, len(paths) // (4 * workers)))
@@ -596,10 +614,11 @@ def predict_many(
 
     Returns
     -------
-    table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, tier, uncertain, warning, error]
+    table : pd.DataFrame [columns: path, emotion, confidence, <one per class>, tier, uncertain, note, warning, error]
         One row per input path in input order; ``confidence`` in percent, class columns hold
         probabilities (0-1), ``tier`` high/medium/low, ``uncertain`` True when the top probability
-        is under the abstain threshold (the adaptive mode's for an adapted row); ``warning`` says
+        is under the abstain threshold (the adaptive mode's for an adapted row) or the input is
+        unlike the training clips, ``note`` what its measures show (:mod:`ser_lib.quality`); ``warning`` says
         what to know about a predicted file (e.g. truncated: how much of the announced audio is
         missing); ``error`` is empty for files that were predicted. With ``speakers`` or
         ``speaker``, also ``speaker`` (after ``path``), ``adapted`` and ``n_clips`` (the clips its
@@ -635,13 +654,13 @@ def predict_many(
         ensure_kernels()  # checked here once, before any worker starts (see ser_lib.kernels)
     with tqdm(total=len(paths), desc="Predict", unit="file", disable=not progress) as bar:
         bar.update(len(paths) - len(clips) - len(long))
-        features, seconds = {}, {}
-        for index, (row, duration, reason) in zip(clips, _clips_features([paths[i] for i in clips], artifacts_dir, window,
-                                                                         n_jobs=n_jobs, bar=bar)):
+        features, seconds, measures = {}, {}, {}
+        for index, (row, duration, measured, reason) in zip(clips, _clips_features([paths[i] for i in clips], artifacts_dir,
+                                                                                   window, n_jobs=n_jobs, bar=bar)):
             if row is None:
                 results[index] = reason
             else:
-                features[index], seconds[index] = row, duration
+                features[index], seconds[index], measures[index] = row, duration, measured
         # Each speaker's clips adapted to each other (or to the enrolled statistics); the rest per clip.
         done = sorted(features)
         ids = [None if file_speakers is None else file_speakers[i] for i in done]
@@ -649,7 +668,8 @@ def predict_many(
         probabilities, adapted, n_clips = model.predict_speakers(rows, ids, enrolled)
         for k, index in enumerate(done):
             results[index] = _summarise(model, probabilities[k : k + 1], bool(adapted[k]), int(n_clips[k]),
-                                        duration=seconds[index], timeline=None, n_windows=1, n_silent=0)
+                                        measures=measures[index], duration=seconds[index], timeline=None, n_windows=1,
+                                        n_silent=0)
         for index in long:
             own = None if file_speakers is None else file_speakers[index]
             voice = None if own is None else enrolled[own] if enrolled else rows[[i == own for i in ids]]
@@ -664,21 +684,22 @@ def predict_many(
     table_rows, timelines = [], []
     for index, (path, result, warning) in enumerate(zip(paths, results, file_warnings)):
         row = {"path": path, "emotion": None, "confidence": math.nan, **dict.fromkeys(classes, math.nan),
-               "tier": None, "uncertain": False, "adapted": False, "n_clips": 0, "warning": warning or "", "error": ""}
+               "tier": None, "uncertain": False, "note": "", "adapted": False, "n_clips": 0, "warning": warning or "",
+               "error": ""}
         if file_speakers is not None:
             row["speaker"] = file_speakers[index]
         if isinstance(result, str):
             row["error"] = result
         else:
             row.update(emotion=result.emotion, confidence=result.confidence, **result.probabilities,
-                       tier=result.tier, uncertain=result.uncertain, adapted=result.adapted, n_clips=result.n_clips,
-                       error=result.error or "")
+                       tier=result.tier, uncertain=result.uncertain, note=result.note, adapted=result.adapted,
+                       n_clips=result.n_clips, error=result.error or "")
             if return_timeline:
                 timelines.append(_file_timeline(path, result, window))
         table_rows.append(row)
     speaker_columns = (["speaker"], ["adapted", "n_clips"]) if file_speakers is not None else ([], [])
-    columns = ["path", *speaker_columns[0], "emotion", "confidence", *classes, "tier", "uncertain", *speaker_columns[1],
-               "warning", "error"]
+    columns = ["path", *speaker_columns[0], "emotion", "confidence", *classes, "tier", "uncertain", "note",
+               *speaker_columns[1], "warning", "error"]
     table = pd.DataFrame(table_rows, columns=columns)
     if not return_timeline:
         return table
@@ -773,7 +794,7 @@ def enroll_speaker(name: str, paths, artifacts_dir="artifacts", *, overwrite: bo
     with tqdm(total=len(clips), desc=f"Enrol {name}", unit="clip", disable=not progress) as bar:
         outputs = _clips_features(clips, artifacts_dir, WINDOW_SECONDS, n_jobs=n_jobs, bar=bar)
     rows = []
-    for path, (row, _, reason) in zip(clips, outputs):
+    for path, (row, _, _, reason) in zip(clips, outputs):
         if row is None:
             reasons[path] = reason
         else:

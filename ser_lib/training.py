@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from ser_lib import evaluate
+from ser_lib import evaluate, quality
 from ser_lib.adapt import CALIBRATION_BATCHES, adapt_rows, dealt, fit_prior, statistics_by_speaker
+from ser_lib.conditions import CONDITIONS
 from ser_lib.features import feature_matrix
 from ser_lib.model import EmotionModel, softmax
 from ser_lib.recipes import get_recipe
@@ -214,11 +215,17 @@ def train(
     classes = sorted(features["emotion"].unique())
     x = feature_matrix(features, recipe=recipe)
     y = features["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    x_fit, y_fit, parts_fit, groups_fit = _add_augmented_training_rows(
+    x_fit, y_fit, parts_fit, groups_fit, copies = _add_augmented_training_rows(
         x, y, parts, features, augmented, recipe=recipe, classes=classes
     )
-    # The first len(x) rows are the original clips, the rest augmented copies of training clips.
-    is_copy = np.arange(len(x_fit)) >= len(x)
+    # The first len(x) rows are the original clips, the rest augmented copies of training clips. A speed
+    # copy is a training device, never predicted; a copy under a recording condition is a recording of its
+    # own, its speaker through another channel: held out and calibrated on by the recipe, and a voice of its
+    # own to the adaptive mode.
+    kinds = np.concatenate([np.full(len(x), "none", dtype=object), np.asarray(copies.get("augmentation", []), dtype=object)])
+    is_copy = ~np.isin(kinds, ["none", *CONDITIONS])
+    voices_fit = np.array([f"{speaker} | {kind}" if kind in CONDITIONS else speaker
+                           for speaker, kind in zip(groups_fit, kinds)], dtype=object)
     start = time.perf_counter()
     fitted = recipe.fit(
         x_fit, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size, patience=patience,
@@ -229,6 +236,9 @@ def train(
         classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"], scaler_scale=fitted["scaler_scale"],
         recipe=recipe.name,
     )
+    if set(quality.COLUMNS.values()) <= set(features.columns):  # tables from before the measures have none
+        trained_on = pd.concat([features.loc[parts["train"]], copies])
+        model.metadata["input_limits"] = quality.fit_limits(quality.measure_table(trained_on))
     test = features.loc[parts["test"]]
     uncalibrated = model.predict_proba(x[parts["test"]])
     calibration_metrics = _calibrate(model, fitted, x[parts["validation"]], y[parts["validation"]], coverage)
@@ -239,7 +249,7 @@ def train(
     if adaptive and recipe.adaptive:
         start = time.perf_counter()
         adaptive_predictions, adaptive_metrics = _fit_adaptive(
-            model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, is_copy, classes, coverage,
+            model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, voices_fit, is_copy, classes, coverage,
             uncalibrated, seed=seed, epochs=epochs, batch_size=batch_size, patience=patience, progress=progress,
             description=f"Training {recipe.name}, adaptive ({protocol} split)",
         )
@@ -257,35 +267,37 @@ def train(
     )
 
 
-def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, is_copy, classes, coverage,
-                  uncalibrated, *, description, **options):
+def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, voices_fit, is_copy, classes,
+                  coverage, uncalibrated, *, description, **options):
     """Fit, calibrate and test the adaptive mode (:mod:`ser_lib.adapt`); sets ``model.adaptive`` and ``model.prior``.
 
-    Every speaker is normalised by its own original clips, the population statistics come from the
-    training speakers. A speaker the fit learns from (train, validation) is normalised with its
-    emotions' shares from its labels; test speakers are adapted after fitting, from their unlabelled
-    clips (:meth:`EmotionModel.adapt_speakers`). Returns the test predictions and metrics.
+    Every voice is normalised by its own clips: a speaker by its original clips (its speed copies
+    by them too), a speaker through a recording condition (``voices_fit``) by its clips under it;
+    the population statistics come from the training speakers' original clips. A voice the fit
+    learns from (train, validation) is normalised with its emotions' shares from its labels; test
+    speakers are adapted after fitting, from their unlabelled clips
+    (:meth:`EmotionModel.adapt_speakers`). Returns the test predictions and metrics.
     """
     speakers = features["speaker"].to_numpy()
     n_classes = len(classes)
     model.prior = fit_prior(x[parts["train"]], speakers[parts["train"]], y[parts["train"]], n_classes)
-    labelled = parts["train"] | parts["validation"]
-    statistics = statistics_by_speaker(x[labelled], speakers[labelled], y[labelled], n_classes)
-    fit_rows = np.isin(groups_fit, list(statistics))  # copies are normalised with their clip's speaker
+    labelled = (parts_fit["train"] | parts_fit["validation"]) & ~is_copy
+    statistics = statistics_by_speaker(x_fit[labelled], voices_fit[labelled], y_fit[labelled], n_classes)
+    fit_rows = np.isin(voices_fit, list(statistics))
     x_adapted = x_fit.copy()
-    x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], groups_fit[fit_rows], statistics, model.prior)
+    x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], voices_fit[fit_rows], statistics, model.prior)
     fitted = recipe.fit(x_adapted, y_fit, parts_fit, n_classes=n_classes, description=description, groups=groups_fit,
                         is_copy=is_copy, **options)
     model.adaptive = EmotionModel(classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"],
                                   scaler_scale=fitted["scaler_scale"], recipe=recipe.name)
     if "held_out_models" in fitted:
         held_out = [(EmotionModel(classes=classes, layers=fold["layers"], scaler_mean=fold["scaler_mean"],
-                                  scaler_scale=fold["scaler_scale"], recipe=recipe.name), fold["rows"][: len(x)])
+                                  scaler_scale=fold["scaler_scale"], recipe=recipe.name), fold["rows"])
                     for fold in fitted["held_out_models"]]
         calibrated_on = fitted["settings"].get("calibrated_on", "the recipe's held-out models")
     else:  # the model is not calibrated yet: it predicts the validation speakers as trained
-        held_out, calibrated_on = [(model.adaptive, parts["validation"])], "validation"
-    calibration = _calibrate_adaptive(model, held_out, x, y, speakers, coverage, seed=options["seed"])
+        held_out, calibrated_on = [(model.adaptive, parts_fit["validation"])], "validation"
+    calibration = _calibrate_adaptive(model, held_out, x_fit, y_fit, voices_fit, coverage, seed=options["seed"])
     calibration["calibrated_on"] = (f"{calibrated_on}: held-out speakers adapted as at prediction, with all their clips "
                                     f"and in batches of {', '.join(map(str, CALIBRATION_BATCHES))}")
 
@@ -339,8 +351,9 @@ def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, cove
 def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, coverage: float, *, seed: int) -> dict:
     """Calibrate ``model.adaptive`` on held-out speakers adapted exactly as a user's are (see :func:`_calibrate`).
 
-    ``held_out``: (uncalibrated adaptive model, rows of speakers it did not learn from) pairs. Each
-    speaker's rows are adapted as :meth:`EmotionModel.adapt_speakers` does (emotions' shares
+    ``held_out``: (uncalibrated adaptive model, rows of speakers it did not learn from) pairs;
+    ``speakers``: each row's voice (a speaker, or a speaker through a recording condition). Each
+    voice's rows are adapted as :meth:`EmotionModel.adapt_speakers` does (emotions' shares
     estimated by that model), with all of them and dealt into batches of each of
     ``CALIBRATION_BATCHES``, so the temperature's clip term learns how much rougher few clips
     are; the abstention threshold keeps ``coverage`` of the predictions with all of a speaker's clips.
@@ -454,14 +467,15 @@ def _separate_augmented(features: pd.DataFrame, split: pd.Series | None):
 def _add_augmented_training_rows(x, y, parts, features, augmented, *, recipe, classes):
     """Append the augmented copies of training clips, and only those, to the training part.
 
-    Also returns the speaker of every returned row (a copy gets its original clip's speaker).
+    Also returns the speaker of every returned row (a copy gets its original clip's speaker), and
+    the copies kept (their rows of ``augmented``).
 
     A copy belongs to the clip with its ``path``: copies of validation and test clips (or of clips
     not in ``features`` at all) are dropped, so no version of a held-out clip reaches training.
     """
     groups = features["speaker"].to_numpy()
     if augmented.empty:
-        return x, y, parts, groups
+        return x, y, parts, groups, augmented
     train_paths = set(features.loc[parts["train"], "path"])
     held_out = set(features.loc[~parts["train"], "path"])
     keep = augmented["path"].isin(train_paths - held_out).to_numpy()
@@ -475,7 +489,7 @@ def _add_augmented_training_rows(x, y, parts, features, augmented, *, recipe, cl
     # A copy's speaker is its clip's (by path), so grouping by speaker keeps a clip and its copies together.
     speaker_of = dict(zip(features["path"], features["speaker"]))
     groups_fit = np.concatenate([groups, kept["path"].map(speaker_of).to_numpy()])
-    return x_fit, y_fit, parts_fit, groups_fit
+    return x_fit, y_fit, parts_fit, groups_fit, kept
 
 
 def prediction_table(table: pd.DataFrame, probabilities: np.ndarray, classes: list) -> pd.DataFrame:

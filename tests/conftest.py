@@ -8,13 +8,13 @@ import ser_lib
 
 
 def voiced_signal(seconds: float = 3.0, sr: int = 22050, f0: float = 140.0, seed: int = 0, channels: int = 1):
-    """A seeded vowel-like signal: harmonics with vibrato, a syllable envelope and a little noise."""
+    """A seeded speech-like signal: harmonics with vibrato, syllables that fall silent between them, a little noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
     pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * 4 * t))
     phase = 2 * np.pi * np.cumsum(pitch) / sr
     y = sum(np.sin(k * phase) / k for k in range(1, 12))
-    y *= 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    y *= np.sin(2 * np.pi * 3 * t) ** 2
     y = 0.3 * y / np.max(np.abs(y)) + 0.005 * rng.standard_normal(t.size)
     y = y.astype(np.float32)
     if channels > 1:

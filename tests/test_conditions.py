@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ser_lib
-from ser_lib import conditions, evaluate
+from ser_lib import conditions, evaluate, quality
 
 from conftest import voiced_signal
 
@@ -117,11 +117,15 @@ def test_extract_many_adds_recorded_versions_cached_under_their_own_keys(demo_ru
     names = ("telephone", "babble 10 dB")
     recorded = ser_lib.extract_many(table, n_jobs=1, cache_dir=tmp_path, progress=False, augmentations=names)
     assert recorded["augmentation"].value_counts().to_dict() == {"none": 12, "telephone": 12, "babble 10 dB": 12}
-    cached = sorted(p.name for p in tmp_path.rglob("*.npy"))
+    cached = sorted(p.name for p in tmp_path.rglob("*.npy") if ".input-" not in p.name)
     assert len(cached) == 36 and sum("-telephone-" in name for name in cached) == 12
+    assert len(list(tmp_path.rglob("*.input-*.npy"))) == 36  # each row's measures beside its features
     again = ser_lib.extract_many(table, n_jobs=2, cache_dir=None, progress=False, augmentations=names)
     x = ser_lib.features.feature_matrix
     np.testing.assert_allclose(x(again), x(recorded), rtol=1e-5)  # the same noise for the same clip
+    measured = list(quality.COLUMNS.values())
+    np.testing.assert_allclose(again[measured], recorded[measured], rtol=1e-9)
+    assert (recorded.loc[recorded["augmentation"] == "telephone", "input_high_band_db"] < quality.NARROW_BAND_DB).all()
     assert not np.allclose(x(recorded)[12:24], x(recorded)[:12])
     # A table that holds features already (the notebook passes its clips) gets them once, not twice.
     clips = recorded[recorded["augmentation"] == "none"].drop(columns="augmentation")
@@ -154,13 +158,19 @@ def test_the_recording_study_predicts_every_test_clip_per_condition_and_mode(dem
     assert (adapted["predicted"].to_numpy() == run.adaptive_predictions.set_index("path").loc[adapted["path"], "predicted"].to_numpy()).all()
     table = evaluate.recording_table(predictions, run.classes)
     assert list(table.columns) == ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence",
-                                   "uncertain", "high_wrong"]
+                                   "uncertain", "high_wrong", "confident_wrong"]
     row = table.iloc[0]
     correct = (clean["predicted"] == clean["emotion"]).to_numpy()
     assert row["accuracy"] == pytest.approx(correct.mean())
-    assert row["uncertain"] == pytest.approx((clean["confidence"] < run.model.metadata["abstain_threshold"]).mean())
+    # Uncertain: below the abstention threshold, or unlike the training clips (the note says so).
+    assert clean.loc[clean["confidence"] < run.model.metadata["abstain_threshold"], "uncertain"].all()
+    assert (clean["uncertain"] == ((clean["confidence"] < run.model.metadata["abstain_threshold"])
+                                   | clean["note"].str.contains("unlike the training clips"))).all()
+    assert row["uncertain"] == pytest.approx(clean["uncertain"].mean())
     high = clean["confidence"].to_numpy() >= 0.7
     assert row["high_wrong"] == pytest.approx((~correct[high]).mean()) if high.any() else np.isnan(row["high_wrong"])
+    trusted = high & ~clean["uncertain"].to_numpy()
+    assert row["confident_wrong"] == pytest.approx((~correct[trusted]).mean()) if trusted.any() else np.isnan(row["confident_wrong"])
     from ser_lib import plots
 
     figure = plots.plot_recordings(table)

@@ -8,7 +8,7 @@ import soundfile
 
 import ser_lib
 from conftest import voiced_signal
-from ser_lib import features
+from ser_lib import features, quality
 from ser_lib.audio import AudioError
 from ser_lib.features import extract_features, extract_many
 from ser_lib.recipes import original
@@ -124,7 +124,7 @@ def test_extract_many_records_bad_files_and_goes_on(tmp_path, write_wav):
     with pytest.warns(UserWarning, match="2 of 5 files gave no features"):
         result, skipped = extract_many(table, n_jobs=1, cache_dir=None, progress=False, return_skipped=True)
     assert list(result["emotion"]) == ["a", "c", "e"]
-    assert list(result.columns) == ["path", "emotion", *FEATURE_NAMES]
+    assert list(result.columns) == ["path", "emotion", *quality.COLUMNS.values(), *FEATURE_NAMES]
     np.testing.assert_array_equal(features.feature_matrix(result)[1], extract_features(good[1]))
     assert list(skipped["path"]) == [str(bad), str(silent)]
     assert "Cannot decode" in skipped["reason"].iloc[0] and "silent" in skipped["reason"].iloc[1]
@@ -143,10 +143,10 @@ def test_cache_makes_a_rerun_extract_nothing(tmp_path, write_wav, monkeypatch):
     table = pd.DataFrame({"path": [clip]})
     first = extract_many(table, n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
 
-    def must_not_run(path, **options):
-        raise AssertionError("features were extracted again despite the cache")
+    def must_not_run(*args):
+        raise AssertionError("the file was read and extracted again despite the cache")
 
-    monkeypatch.setattr(features, "extract_features", must_not_run)
+    monkeypatch.setattr(features, "_version_signal", must_not_run)
     again = extract_many(table, n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
     pd.testing.assert_frame_equal(first, again)
     # A changed file is a different cache entry.

@@ -309,7 +309,7 @@ def test_ser_predict_folder_with_a_broken_file_and_a_timeline(bundle, classes, t
                      "--timeline", str(timeline_csv), "--quiet"])
     assert code == 1 and "1 of 5 files could not be predicted" in capsys.readouterr().err
     table = pd.read_csv(out, keep_default_na=False)
-    assert list(table.columns) == ["path", "emotion", "confidence", *classes, "tier", "uncertain", "warning", "error"]
+    assert list(table.columns) == ["path", "emotion", "confidence", *classes, "tier", "uncertain", "note", "warning", "error"]
     broken = table["path"].str.endswith("broken.wav")
     assert "Cannot decode" in table.loc[broken, "error"].item() and table.loc[broken, "emotion"].item() == ""
     assert (table.loc[~broken, "error"] == "").all() and table.loc[~broken, "emotion"].isin(classes).all()

@@ -177,7 +177,7 @@ def test_predict_many_records_a_bad_file_and_predicts_the_rest(trained, demo_fea
     broken.write_text("not audio")
     paths = [demo_features["path"].iloc[0], broken, demo_features["path"].iloc[1]]
     table = ser_lib.predict_many(paths, bundle, progress=False)
-    assert list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "warning", "error"]
+    assert list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "note", "warning", "error"]
     assert table["error"].tolist()[0] == "" and "Cannot decode" in table["error"].iloc[1]
     assert table["emotion"].notna().tolist() == [True, False, True]
 
@@ -191,7 +191,7 @@ def test_cli_predict_writes_one_row_per_file_and_fails_when_a_file_does(trained,
     out = tmp_path / "predictions.csv"
     assert cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"]) == 0
     table = pd.read_csv(out, keep_default_na=False)
-    assert len(table) == 3 and list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "warning", "error"]
+    assert len(table) == 3 and list(table.columns) == ["path", "emotion", "confidence", *trained[0].classes, "tier", "uncertain", "note", "warning", "error"]
     (folder / "bad.wav").write_bytes(b"RIFF")
     assert cli.main(["predict", str(folder), "--artifacts", str(bundle), "--csv", str(out), "--quiet"]) == 1
     assert "1 of 4 files could not be predicted" in capsys.readouterr().err

@@ -346,7 +346,7 @@ def _fused(members: list) -> tuple:
 
 
 def _speaker_folds(groups, fit_rows, is_copy):
-    """(rows to fit, original rows to predict) of each speaker-grouped fold over ``fit_rows``.
+    """(rows to fit, rows to predict: not copies) of each speaker-grouped fold over ``fit_rows``.
 
     A copy has its clip's speaker, so no version of a held-out clip is fitted on.
     """
@@ -378,10 +378,11 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
     The out-of-fold fused predictions at the chosen C's, with each row's atypicality under its
     fold's scaler, are returned as ``calibration``, on which :func:`train` fits the temperature,
     its slope and the abstention threshold; the fused fold models themselves as ``held_out_models``
-    (``layers``, ``scaler_mean``, ``scaler_scale``, and ``rows``: the original rows each did not
-    learn from), which the adaptive mode's calibration uses to predict held-out speakers as a user
+    (``layers``, ``scaler_mean``, ``scaler_scale``, and ``rows``: the rows, copies aside, each did
+    not learn from), which the adaptive mode's calibration uses to predict held-out speakers as a user
     does (:func:`ser_lib.training.train`). ``groups`` is the speaker of each row; ``is_copy``
-    marks augmented rows, which are fitted on but never predicted. The validation part is not
+    marks training copies (speed copies), which are fitted on but never predicted; every other row
+    (an original clip, or one under a recording condition) is predicted out of fold. The validation part is not
     used (``train`` merges it into the train part for this recipe), nor are ``epochs``,
     ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The fits run in
     ``n_jobs`` worker processes (-1: one per core).
