@@ -29,8 +29,14 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"
 
 # Training-only copies: resampled to sr / factor and played at sr, so 0.9 is slower (and lower).
 AUGMENTATIONS = {"speed0.9": 0.9, "speed1.1": 1.1}
-# Every other version of a clip extract_many can add: the speed copies and the recording conditions.
-VERSIONS = (*AUGMENTATIONS, *conditions.CONDITIONS)
+# Training copies under recording conditions drawn for each clip: "condition 1" is the first of a seeded
+# (by the file's name) order of the conditions made of the clip alone, "condition 2" the second, so a
+# clip's copies differ. Babble is left out: made of the table's other speakers before it is split, a
+# training clip's babble could hold test speakers' voices.
+DRAWN_CONDITIONS = tuple(name for name in conditions.CONDITIONS if name not in conditions.NEEDS_TALKERS)
+DRAWS = {"condition 1": 0, "condition 2": 1}
+# Every other version of a clip extract_many can add: the speed copies, the recording conditions, the drawn ones.
+VERSIONS = (*AUGMENTATIONS, *conditions.CONDITIONS, *DRAWS)
 
 
 def augment_signal(y: np.ndarray, augmentation: str, *, sr: int = SAMPLE_RATE, seed: int = 0, talkers=()) -> np.ndarray:
@@ -92,6 +98,8 @@ def extract_features(path, *, recipe: str = "original", augmentation: str = "non
 
 def _version_signal(path, recipe, augmentation: str, talkers) -> np.ndarray:
     """The signal a recipe reads from a file, as ``augmentation`` makes it (seeded by the file's name)."""
+    if augmentation in DRAWS:
+        augmentation = drawn_condition(path, augmentation)
     y = load_audio(path, sr=recipe.sample_rate, duration=recipe.clip_seconds)
     if augmentation != "none":
         others = [load_audio(t, sr=recipe.sample_rate, duration=recipe.clip_seconds) for t in talkers]
@@ -103,6 +111,12 @@ def _version_signal(path, recipe, augmentation: str, talkers) -> np.ndarray:
 def _source_key(module) -> str:
     """A hash of a module's source: what it computes changed, so the cache's copy is computed anew."""
     return hashlib.sha1(Path(module.__file__).read_bytes()).hexdigest()[:8]
+
+
+def drawn_condition(path, draw: str) -> str:
+    """The recording condition a clip's ``draw`` (``"condition 1"``, ``"condition 2"``) is under: seeded by its file's name."""
+    order = np.random.default_rng(_name_seed(path, "conditions")).permutation(len(DRAWN_CONDITIONS))
+    return DRAWN_CONDITIONS[order[DRAWS[draw]]]
 
 
 def _name_seed(path, augmentation: str) -> int:
@@ -192,8 +206,10 @@ def extract_many(
         Which recipe's features (:func:`ser_lib.recipes.get_recipe`); the original 195 by default.
     augmentations : tuple of str, optional
         Other versions of every clip to add (``VERSIONS``: speed copies, recording conditions of
-        :mod:`ser_lib.conditions`); ``None`` takes the recipe's own training copies (none for the
-        original, speed 0.9 and 1.1 for ``functionals_fusion``), ``()`` adds none.
+        :mod:`ser_lib.conditions`, or ``"condition 1"`` / ``"condition 2"``: a condition drawn for
+        each clip, :func:`drawn_condition`); ``None`` takes the recipe's own training copies (none
+        for the original; speed 0.9 and 1.1 and two drawn conditions for ``functionals_fusion``),
+        ``()`` adds none.
         :func:`ser_lib.train` trains on the copies of its training clips only. Babble needs a
         ``speaker`` column: each clip's babble is made of other speakers' clips of the table.
 
@@ -205,7 +221,7 @@ def extract_many(
         feature name. With
         augmentations, the original rows come first, then each augmentation's rows (same labels
         and ``path`` as their source); an ``augmentation`` column says which (``"none"`` for the
-        originals). Without, the table has no ``augmentation`` column.
+        originals; a drawn condition's rows name the condition each clip got). Without, the table has no ``augmentation`` column.
     skipped : pd.DataFrame [columns: path, reason]
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
         They are also reported by a warning (unless ``warn=False``).
@@ -229,6 +245,9 @@ def extract_many(
     if augmentations:
         kinds = ("none", *augmentations)
         table = pd.concat([table.assign(augmentation=kind) for kind in kinds], ignore_index=True)
+        drawn = table["augmentation"].isin(list(DRAWS))
+        table.loc[drawn, "augmentation"] = [drawn_condition(path, draw)
+                                            for path, draw in zip(table.loc[drawn, "path"], table.loc[drawn, "augmentation"])]
     paths = [str(p) for p in table["path"]]
     kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
     talkers = [talkers.get(path, ()) if kind in conditions.NEEDS_TALKERS else () for path, kind in zip(paths, kinds)]

@@ -127,11 +127,13 @@ def test_extract_many_adds_augmented_rows_cached_under_their_own_keys(write_wav,
     table = pd.DataFrame({"path": [write_wav("a.wav", f0=130.0), write_wav("b.wav", f0=190.0)], "speaker": ["s1", "s2"]})
     cache = tmp_path / "cache"
     features = extract_many(table, recipe="best", n_jobs=1, cache_dir=cache, progress=False)
-    assert features["augmentation"].tolist() == ["none", "none", "speed0.9", "speed0.9", "speed1.1", "speed1.1"]
-    assert features["path"].tolist() == table["path"].tolist() * 3 and features["speaker"].tolist() == ["s1", "s2"] * 3
+    drawn = [[ser_lib.features.drawn_condition(path, draw) for path in table["path"]] for draw in ("condition 1", "condition 2")]
+    assert features["augmentation"].tolist() == ["none", "none", "speed0.9", "speed0.9", "speed1.1", "speed1.1", *drawn[0], *drawn[1]]
+    assert all(a != b and a in ser_lib.features.DRAWN_CONDITIONS for a, b in zip(*drawn))  # two different conditions a clip
+    assert features["path"].tolist() == table["path"].tolist() * 5 and features["speaker"].tolist() == ["s1", "s2"] * 5
     matrix = ser_lib.features.feature_matrix(features, recipe="best")
-    assert len({row.tobytes() for row in matrix}) == 6
-    assert len([p for p in cache.rglob("*.npy") if ".input-" not in p.name]) == 6
+    assert len({row.tobytes() for row in matrix}) == 10
+    assert len([p for p in cache.rglob("*.npy") if ".input-" not in p.name]) == 10
     again = extract_many(table, recipe="best", n_jobs=1, cache_dir=cache, progress=False)
     pd.testing.assert_frame_equal(features, again)
     plain = extract_many(table, recipe="best", augmentations=(), n_jobs=1, cache_dir=cache, progress=False)
@@ -261,11 +263,12 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     table = ser_lib.scan_corpora(tmp_path / "demo")
     table = table[table["corpus"] == "CREMA-D"].reset_index(drop=True)  # the smallest corpus with 4 speakers
     features = extract_many(table, recipe="best", n_jobs=2, cache_dir=tmp_path / "cache", progress=False)
-    assert set(features["augmentation"]) == {"none", "speed0.9", "speed1.1"} and len(features) == 3 * len(table)
+    assert set(features["augmentation"]) <= {"none", "speed0.9", "speed1.1", *ser_lib.features.DRAWN_CONDITIONS}
+    assert len(features) == 5 * len(table)
     run = ser_lib.train(features, recipe="best", seed=0, progress=False)
     # Validation speakers are training speakers for this recipe (it cross-validates over them).
     trained = run.split.isin(["train", "validation"])
-    assert run.settings["augmented_train_rows"] == 2 * trained.sum()
+    assert run.settings["augmented_train_rows"] == 4 * trained.sum()
     assert set(run.history.columns) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
     ser_lib.save_bundle(run, tmp_path / "bundle")
     assert not (tmp_path / "bundle" / "best_ser_model.keras").exists()
@@ -289,12 +292,13 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     members = run.settings["members"]
     logits = np.mean([_member_logits(x, y, train_rows, members[m]["C"], members[m]["columns"]) for m in members], axis=0)
     test_rows = np.flatnonzero((features["augmentation"] == "none").to_numpy())[(run.split == "test").to_numpy()]
-    # The recipe fits in worker processes: lbfgs stops within its tolerance there and here at slightly different weights.
+    # The recipe fits in worker processes: lbfgs stops within its tolerance there and here at slightly different weights
+    # (by up to ~0.004 in a probability with the copies under recording conditions, whose scales differ widely).
     # Calibrated at a temperature that grows with the clip's distance from the training rows (mean squared z-score).
     scale = x[train_rows].std(axis=0)
     z = (x[test_rows] - x[train_rows].mean(axis=0)) / np.where(scale > 0, scale, 1)  # constant columns: scale 1, as sklearn
     temperatures = model.temperature * np.mean(z.astype(np.float64) ** 2, axis=1) ** model.temperature_slope
-    np.testing.assert_allclose(model.predict_proba(x[test_rows]), softmax(logits[test_rows] / temperatures[:, None]), atol=2e-4)
+    np.testing.assert_allclose(model.predict_proba(x[test_rows]), softmax(logits[test_rows] / temperatures[:, None]), atol=1e-2)
 
     clip = run.predictions["path"].iloc[0]
     emotion, confidence, probabilities = ser_lib.predict_emotion(clip, artifacts_dir=tmp_path / "bundle")

@@ -8,7 +8,7 @@ A recipe module defines:
   caches and bundles are keyed by it;
 - ``FEATURE_NAMES`` and ``compute(y, *, sr)``: the features of a mono signal;
 - ``AUGMENTATIONS``: the training copies :func:`ser_lib.extract_many` adds by default
-  (``ser_lib.features.AUGMENTATIONS``), given to training only;
+  (``ser_lib.features.VERSIONS``), given to training only;
 - ``CROSS_VALIDATED``: whether it chooses its settings and calibrates by cross-validation over the
   training speakers (then the validation speakers train too);
 - ``ADAPTIVE``: whether training also fits its adaptive mode (:mod:`ser_lib.adapt`: features
