@@ -223,13 +223,15 @@ def train(
     # own, its speaker through another channel: held out and calibrated on by the recipe, and a voice of its
     # own to the adaptive mode.
     kinds = np.concatenate([np.full(len(x), "none", dtype=object), np.asarray(copies.get("augmentation", []), dtype=object)])
-    is_copy = ~np.isin(kinds, ["none", *CONDITIONS])
+    recorded = np.isin(kinds, list(CONDITIONS))
+    is_copy = ~recorded & (kinds != "none")
     voices_fit = np.array([f"{speaker} | {kind}" if kind in CONDITIONS else speaker
                            for speaker, kind in zip(groups_fit, kinds)], dtype=object)
     start = time.perf_counter()
     fitted = recipe.fit(
         x_fit, y_fit, parts_fit, n_classes=len(classes), seed=seed, epochs=epochs, batch_size=batch_size, patience=patience,
         progress=progress, description=f"Training {recipe.name} ({protocol} split)", groups=groups_fit, is_copy=is_copy,
+        recorded=recorded,
     )
     train_seconds = time.perf_counter() - start
     model = EmotionModel(
@@ -249,7 +251,8 @@ def train(
     if adaptive and recipe.adaptive:
         start = time.perf_counter()
         adaptive_predictions, adaptive_metrics = _fit_adaptive(
-            model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, voices_fit, is_copy, classes, coverage,
+            model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, voices_fit, is_copy, recorded, classes,
+            coverage,
             uncalibrated, seed=seed, epochs=epochs, batch_size=batch_size, patience=patience, progress=progress,
             description=f"Training {recipe.name}, adaptive ({protocol} split)",
         )
@@ -267,8 +270,8 @@ def train(
     )
 
 
-def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, voices_fit, is_copy, classes,
-                  coverage, uncalibrated, *, description, **options):
+def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit, groups_fit, voices_fit, is_copy, recorded,
+                  classes, coverage, uncalibrated, *, description, **options):
     """Fit, calibrate and test the adaptive mode (:mod:`ser_lib.adapt`); sets ``model.adaptive`` and ``model.prior``.
 
     Every voice is normalised by its own clips: a speaker by its original clips (its speed copies
@@ -287,7 +290,7 @@ def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit,
     x_adapted = x_fit.copy()
     x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], voices_fit[fit_rows], statistics, model.prior)
     fitted = recipe.fit(x_adapted, y_fit, parts_fit, n_classes=n_classes, description=description, groups=groups_fit,
-                        is_copy=is_copy, **options)
+                        is_copy=is_copy, recorded=recorded, **options)
     model.adaptive = EmotionModel(classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"],
                                   scaler_scale=fitted["scaler_scale"], recipe=recipe.name)
     if "held_out_models" in fitted:

@@ -14,7 +14,8 @@ A recipe module defines:
 - ``ADAPTIVE``: whether training also fits its adaptive mode (:mod:`ser_lib.adapt`: features
   normalised by the speaker's other clips), measured to help;
 - ``fit(x, y, parts, *, n_classes, seed, epochs, batch_size, patience, progress, description, groups,
-  is_copy)``: its classifier, returned as ``layers`` (for :func:`ser_lib.model.forward`), the scaler,
+  is_copy, recorded)`` (``is_copy``: speed copies, never predicted; ``recorded``: copies under a
+  recording condition, recordings of their own): its classifier, returned as ``layers`` (for :func:`ser_lib.model.forward`), the scaler,
   a ``history`` table, ``settings`` and optionally ``calibration`` (held-out probabilities, labels,
   atypicality), ``held_out_models`` (models of its cross-validation folds, each with the ``rows``
   it did not learn from; else the adaptive mode is calibrated on the validation speakers) and a

@@ -367,7 +367,7 @@ def _speaker_folds(groups, fit_rows, is_copy):
     return folds
 
 
-def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, n_jobs=-1, **_) -> dict:
+def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, recorded=None, n_jobs=-1, **_) -> dict:
     """Late fusion (mean logits) of three multinomial logistic regressions.
 
     Members (``MEMBER_COLUMNS``): ``frame_egemaps`` sees the frame
@@ -386,7 +386,8 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
     not learn from), which the adaptive mode's calibration uses to predict held-out speakers as a user
     does (:func:`ser_lib.training.train`). ``groups`` is the speaker of each row; ``is_copy``
     marks training copies (speed copies), which are fitted on but never predicted; every other row
-    (an original clip, or one under a recording condition) is predicted out of fold. The validation part is not
+    (an original clip, or one under a recording condition: ``recorded``) is predicted out of fold
+    and calibrated on, but C is chosen on the original clips' accuracy, the headline's speech. The validation part is not
     used (``train`` merges it into the train part for this recipe), nor are ``epochs``,
     ``batch_size``, ``patience`` and ``seed`` (the fits are deterministic). The fits run in
     ``n_jobs`` worker processes (-1: one per core).
@@ -399,6 +400,7 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
     fit_rows = parts["train"]
     groups = np.asarray(groups)
     is_copy = np.zeros(len(x), dtype=bool) if is_copy is None else np.asarray(is_copy, dtype=bool)
+    recorded = np.zeros(len(x), dtype=bool) if recorded is None else np.asarray(recorded, dtype=bool)
     folds = _speaker_folds(groups, fit_rows, is_copy)
     held = np.zeros(len(x), dtype=bool)
     for _, predict_rows in folds:
@@ -415,7 +417,8 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
         logits[member, c][folds[k][1]] = fold_logits
     chosen, out_of_fold = {}, np.zeros((len(x), n_classes))
     for member in MEMBER_COLUMNS:
-        accuracy = {c: float((logits[member, c][held].argmax(axis=1) == y[held]).mean()) for c in C_GRIDS[member]}
+        clips = held & ~recorded
+        accuracy = {c: float((logits[member, c][clips].argmax(axis=1) == y[clips]).mean()) for c in C_GRIDS[member]}
         best_c = max(C_GRIDS[member], key=accuracy.get)  # max keeps the first (smallest) of ties
         out_of_fold += logits[member, best_c] / len(MEMBER_COLUMNS)
         chosen[member] = {"C": best_c, "columns": list(MEMBER_COLUMNS[member]),
