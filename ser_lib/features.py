@@ -141,32 +141,33 @@ def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", 
     path = Path(path)
     try:
         recipe = get_recipe(recipe)
-        files = None
+        files = (None, None)
         if cache_folder is not None:
             suffix = "" if augmentation == "none" else "-" + augmentation.replace(" ", "_")
             if augmentation in conditions.CONDITIONS:  # their code is part of what the features are
                 suffix += f"-{_source_key(conditions)}"
             if talkers:
                 suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
-            stem = Path(cache_folder) / f"{_file_key(path)}{suffix}"
-            files = (stem.with_name(stem.name + ".npy"), stem.with_name(f"{stem.name}.input-{_source_key(quality)}.npy"))
-        stored = [np.load(file) if files and file.exists() else None for file in (files or (None, None))]
-        if any(value is None for value in stored):
+            stem = f"{_file_key(path)}{suffix}"
+            files = (Path(cache_folder) / f"{stem}.npy", Path(cache_folder) / f"{stem}.input-{_source_key(quality)}.npy")
+        features, measures = (np.load(file) if file is not None and file.exists() else None for file in files)
+        if features is None or measures is None:  # the file is read only for what the cache lacks
             y = _version_signal(path, recipe, augmentation, talkers)
-            computed = (lambda: recipe.compute(y, sr=recipe.sample_rate),
-                        lambda: np.array(list(quality.measure(y, recipe.sample_rate).values())))
-            for k, value in enumerate(stored):
-                if value is None:
-                    stored[k] = computed[k]()
-                    if files is not None:
-                        _save(files[k], stored[k])
-        return (*stored, None)
+            if features is None:
+                features = recipe.compute(y, sr=recipe.sample_rate)
+                _save(files[0], features)
+            if measures is None:
+                measures = np.array(list(quality.measure(y, recipe.sample_rate).values()))
+                _save(files[1], measures)
+        return features, measures, None
     except (OSError, ValueError) as error:
         return None, None, str(error)
 
 
-def _save(file: Path, values: np.ndarray) -> None:
-    """Written whole or not at all: another process reading the cache never sees half a file."""
+def _save(file: Path | None, values: np.ndarray) -> None:
+    """Written whole or not at all (another process reading the cache never sees half a file); None: no cache."""
+    if file is None:
+        return
     partial = file.with_suffix(f".{os.getpid()}.tmp")
     with open(partial, "wb") as handle:
         np.save(handle, values)
@@ -218,10 +219,10 @@ def extract_many(
     features : pd.DataFrame
         The rows of ``table`` that gave features, with the measures of their signal
         (:data:`ser_lib.quality.COLUMNS`: ``input_snr_db``, ...) and one float32 column per
-        feature name. With
-        augmentations, the original rows come first, then each augmentation's rows (same labels
-        and ``path`` as their source); an ``augmentation`` column says which (``"none"`` for the
-        originals; a drawn condition's rows name the condition each clip got). Without, the table has no ``augmentation`` column.
+        feature name. With augmentations, the original rows come first, then each augmentation's
+        rows (same labels and ``path`` as their source); an ``augmentation`` column says which
+        (``"none"`` for the originals; a drawn condition's rows name the condition each clip got).
+        Without, the table has no ``augmentation`` column.
     skipped : pd.DataFrame [columns: path, reason]
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
         They are also reported by a warning (unless ``warn=False``).

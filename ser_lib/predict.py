@@ -515,8 +515,7 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
             results = list(runner(delayed(signal_rows)(model, stack) for stack in jobs()))
     classes = list(model.classes)
     rows = np.concatenate([r for r, _ in results]) if results else np.empty((0, model.n_features), dtype=np.float32)
-    # The recording's measures: the median voiced window's (one noisy stretch does not make it noisy).
-    measures = np.median(np.concatenate([m for _, m in results]), axis=0) if results else None
+    measures = quality.recording_measures(np.concatenate([m for _, m in results])) if results else None
     # One voice: its windows are clips of it (see RECORDINGS_ADAPT), with the other clips the caller knows of.
     if voice is None and RECORDINGS_ADAPT:
         voice = rows[:0]

@@ -10,6 +10,8 @@ measures of the input itself (:func:`measure`) say it:
   40 dB of the loudest, as :func:`ser_lib.conditions.active_power`) over the quietest frames' (10th
   percentile), which speech pauses make the noise floor. Clean clips score over 35 dB, white noise
   added at 15 dB about 13; a steady sound (a tone, a hum, noise alone) has no pauses and scores 0 or less.
+  Speech without pauses (a clip trimmed tight, a window of continuous talk) scores 10-30 dB too: a
+  long recording's SNR is that of its quietest windows (:func:`recording_measures`).
 - ``level_db``: the active frames' power in dB full scale (a quiet microphone is far below -40).
 - ``clipped_permille``: samples at the signal's peak (within 0.1%), per thousand: an overdriven input
   holds its peak for many samples, speech almost never.
@@ -79,6 +81,22 @@ def measure(y: np.ndarray, sr: int) -> dict:
     }
 
 
+def recording_measures(windows: np.ndarray) -> np.ndarray:
+    """A long recording's measures from its windows' [shape=(n, 4)]: the median window's, but the SNR of the whole.
+
+    A window of continuous speech has few pauses, so its own SNR estimate is low; the recording's
+    noise floor is that of its quietest windows (the 10th percentile of their floors, recovered
+    from each window's level and SNR), its speech level the median window's.
+    """
+    windows = np.atleast_2d(np.asarray(windows, dtype=np.float64))
+    combined = np.median(windows, axis=0)
+    snr, level = windows[:, list(MEASURES).index("snr_db")], windows[:, list(MEASURES).index("level_db")]
+    noise_db = level - 10 * np.log10(1 + 10 ** (snr / 10))  # speech power S = N (1 + SNR)
+    speech, noise = 10 ** (combined[list(MEASURES).index("level_db")] / 10), 10 ** (np.percentile(noise_db, NOISE_PERCENTILE) / 10)
+    combined[list(MEASURES).index("snr_db")] = 10 * np.log10(max(speech - noise, 1e-20) / noise)
+    return combined
+
+
 def measure_table(table) -> np.ndarray:
     """The measures of a table's rows (the ``input_*`` columns of :func:`ser_lib.extract_many`), shape (n, 4)."""
     missing = [column for column in COLUMNS.values() if column not in table.columns]
@@ -137,7 +155,7 @@ def describe(measures, limits: dict | None = None) -> str:
     if values["snr_db"] < STEADY_SNR_DB:
         notes.append("not speech: a steady sound, no pauses above its noise")
     elif values["snr_db"] < NOISY_SNR_DB:
-        notes.append(f"noisy: ~{values['snr_db']:.0f} dB SNR estimated")
+        notes.append(f"noisy: ~{values['snr_db']:.0f} dB SNR estimated (or speech without pauses)")
     if values["high_band_db"] < NARROW_BAND_DB:
         notes.append(f"narrow-band audio: {values['high_band_db']:.0f} dB above {HIGH_BAND_HZ / 1000:g} kHz (a telephone?)")
     if values["level_db"] < QUIET_DB:

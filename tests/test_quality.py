@@ -117,3 +117,17 @@ def test_a_clip_like_the_training_clips_has_no_note_and_old_bundles_no_range(dem
     soundfile.write(path, tone(), SR)
     before = ser_lib.predict_emotion(path, old, progress=False)
     assert "not speech" in before.note and "unlike the training clips" not in before.note
+
+
+def test_a_recording_snr_is_that_of_its_quietest_windows(speech):
+    # Continuous talk, then a pause: its windows of talk alone read low SNRs, the recording does not.
+    y = np.concatenate([voiced_signal(6.0, SR, seed=2), speech])
+    noisy = conditions.add_noise(y, SR, conditions.white_noise(len(y), np.random.default_rng(4)), 15.0)
+    snr = {}
+    for name, signal in (("clean", y), ("noisy", noisy)):
+        windows = np.array([list(quality.measure(signal[s : s + 2 * SR], SR).values()) for s in range(0, len(signal) - 2 * SR, SR)])
+        combined = quality.recording_measures(windows)
+        assert combined[2] == pytest.approx(np.median(windows[:, 2]))  # the median window's level
+        snr[name] = (np.median(windows[:, 1]), combined[1])
+    assert snr["clean"][0] < 30 < 40 < snr["clean"][1]
+    assert snr["noisy"][1] == pytest.approx(15.0, abs=4.0)
