@@ -21,13 +21,14 @@ draws them. ``--no-adaptive`` trains the per-clip model only.
 ``--recordings`` also scores each fold's test clips under every recording condition of
 ``ser_lib.conditions`` (telephone, MP3, Opus, white noise, babble of other speakers, a room, a quiet and an
 overdriven microphone), per clip and adapted (each speaker's clips of one condition together): accuracy and
-macro-F1 mean ± std over folds; ECE, mean confidence, share uncertain and share wrong among the high-confidence
-answers pooled over them; ``--recordings-chart PNG`` draws them. The conditioned features are cached like the
+macro-F1 mean ± std over folds; ECE, mean confidence, share uncertain, share wrong among the high-confidence
+answers and among those not marked uncertain, pooled over them; ``--recordings-chart PNG`` draws them. The conditioned features are cached like the
 clean ones (the first run extracts 8 more versions of every clip). ``--train-augmentations`` trains on other
 copies than the recipe's (``speed0.9,speed1.1,telephone``: the speed copies and a telephone copy of every
 training clip; babble is made of the table's other speakers, test actors included, so it is no training copy here).
 
-A recipe with training augmentations (``best``: speed 0.9 and 1.1) gets its copies from ``extract_many``;
+A recipe with training augmentations (``best``: speed 0.9 and 1.1, two recording conditions drawn per clip) gets
+its copies from ``extract_many``;
 the folds are made on the original clips, and ``train`` trains only on the copies of the fold's training
 actors' clips (never of its test actors).
 """
@@ -140,7 +141,7 @@ def main() -> None:
                ["n", "repeats", "ece", "ece_perfect_p95"], "plot_adaptation", args.adaptation_predictions, args.adaptation_chart)
     if recordings:
         report(f"recording conditions ({args.folds} folds)", recordings, run.classes, evaluate.recording_table,
-               ["recording", "mode"], ["n", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_wrong"],
+               ["recording", "mode"], ["n", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_wrong", "confident_wrong"],
                "plot_recordings", args.recordings_predictions, args.recordings_chart)
 
 
