@@ -149,7 +149,7 @@ def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", 
             if talkers:
                 suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
             stem = f"{_file_key(path)}{suffix}"
-            files = (Path(cache_folder) / f"{stem}.npy", Path(cache_folder) / f"{stem}.input-{_source_key(quality)}.npy")
+            files = (Path(cache_folder) / f"{stem}.npy", Path(cache_folder) / f"{stem}.input-{quality.measures_key()}.npy")
         features, measures = (np.load(file) if file is not None and file.exists() else None for file in files)
         if features is None or measures is None:  # the file is read only for what the cache lacks
             y = _version_signal(path, recipe, augmentation, talkers)

@@ -9,7 +9,7 @@ measures of the input itself (:func:`measure`) say it:
 - ``snr_db``: an estimated signal-to-noise ratio: the active frames' mean power (20 ms frames within
   40 dB of the loudest, as :func:`ser_lib.conditions.active_power`) over the quietest frames' (10th
   percentile), which speech pauses make the noise floor. Clean clips score over 35 dB, white noise
-  added at 15 dB about 13; a steady sound (a tone, a hum, noise alone) has no pauses and scores 0 or less.
+  added at 15 dB about 13; a steady sound (a tone, a hum, noise alone) has no pauses and scores under 3 dB.
   Speech without pauses (a clip trimmed tight, a window of continuous talk) scores 10-30 dB too: a
   long recording's SNR is that of its quietest windows (:func:`recording_measures`).
 - ``level_db``: the active frames' power in dB full scale (a quiet microphone is far below -40).
@@ -23,6 +23,10 @@ outside it (such an answer is ``uncertain``: :meth:`ser_lib.model.EmotionModel.u
 """
 
 from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
 
 import numpy as np
 
@@ -79,6 +83,13 @@ def measure(y: np.ndarray, sr: int) -> dict:
         "level_db": float(10 * np.log10(speech)),
         "clipped_permille": float(1000 * np.mean(np.abs(y) >= 0.999 * peak)) if peak > 0 else 0.0,
     }
+
+
+@functools.lru_cache(maxsize=1)
+def measures_key() -> str:
+    """A hash of what :func:`measure` computes (its code and the constants it reads): cached measures are keyed by it."""
+    constants = (FRAME_SECONDS, NOISE_PERCENTILE, HIGH_BAND_HZ, ACTIVE_RANGE_DB)
+    return hashlib.sha1(f"{inspect.getsource(measure)}|{constants!r}".encode()).hexdigest()[:8]
 
 
 def recording_measures(windows: np.ndarray) -> np.ndarray:
