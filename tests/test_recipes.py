@@ -25,7 +25,7 @@ def test_every_recipe_computes_its_named_features_from_a_clip(name):
     assert values.shape == (recipe.n_features,) and values.dtype == np.float32 and np.all(np.isfinite(values))
     with pytest.raises(AudioError, match="is silent"):
         recipe.compute(np.zeros(22050, np.float32), sr=recipe.sample_rate)
-    assert set(recipe.augmentations) <= set(ser_lib.features.AUGMENTATIONS)
+    assert set(recipe.augmentations) <= set(ser_lib.features.VERSIONS)
     model = recipe.describe_model(recipe.n_features, 8)
     assert isinstance(model, pd.DataFrame) and len(model) > 1
 
