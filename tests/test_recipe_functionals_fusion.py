@@ -392,3 +392,73 @@ def test_split_none_trains_on_every_speaker_and_still_calibrates(tmp_path):
     assert not {"best_ser_model.keras", "confusion_matrix.csv", "test_predictions.csv"} & {p.name for p in (tmp_path / "bundle").iterdir()}
     assert (tmp_path / "bundle" / "notes.txt").read_text() == "earlier run"
     assert ser_lib.load_bundle(tmp_path / "bundle").temperature == pytest.approx(run.metrics["temperature"])
+
+
+def test_rows_under_recording_conditions_are_calibrated_on_but_c_is_chosen_on_the_clips():
+    rng = np.random.default_rng(2)
+    n, n_classes = 120, 3
+    y = np.arange(n) % n_classes
+    groups = np.repeat(np.arange(8), n // 8)
+    x = rng.standard_normal((n, N_FEATURES)).astype(np.float32)
+    x[:, :20] += y[:, None] * 0.8
+    x[:, 2000:2040] -= y[:, None] * 0.5
+    x[:, 7600:7610] += y[:, None] * 0.3
+    # Each clip also under a "condition" (here: noise with labels that mean nothing) and as a speed copy.
+    recorded_x = rng.standard_normal((n, N_FEATURES)).astype(np.float32)
+    x_all = np.concatenate([x, recorded_x, x + 0.01])
+    y_all = np.concatenate([y, rng.permutation(y), y])
+    groups_all = np.tile(groups, 3)
+    recorded = np.repeat([False, True, False], n)
+    is_copy = np.repeat([False, False, True], n)
+    parts = {"train": groups_all < 6, "validation": np.zeros(3 * n, dtype=bool), "test": groups_all >= 6}
+    options = dict(n_classes=n_classes, progress=False, description="", groups=groups_all, is_copy=is_copy)
+    fitted = functionals_fusion.fit(x_all, y_all, parts, recorded=recorded, **options)
+    _, labels, _ = fitted["calibration"]
+    # Clips and recordings of the training speakers are predicted out of fold; speed copies never.
+    assert len(labels) == (parts["train"] & ~is_copy).sum() == 2 * (groups < 6).sum()
+    held = np.zeros(3 * n, dtype=bool)
+    for fold in fitted["held_out_models"]:
+        held |= fold["rows"]
+    assert held[recorded].any() and not held[is_copy].any()
+    # The same fits scored on the clips alone: the recordings' meaningless labels do not pull the C's accuracy down.
+    pooled = functionals_fusion.fit(x_all, y_all, parts, **options)
+    for member in functionals_fusion.MEMBER_COLUMNS:
+        on_clips, on_all = (f["settings"]["members"][member]["cv_accuracy"] for f in (fitted, pooled))
+        assert all(on_clips[c] > on_all[c] for c in on_clips), (member, on_clips, on_all)
+
+
+def test_a_training_speaker_through_a_recording_condition_is_a_voice_of_its_own(monkeypatch):
+    from ser_lib import adapt
+
+    table = _synthetic_table()
+    phone = table[table["augmentation"] == "speed0.9"].assign(augmentation="telephone")
+    phone[list(FEATURE_NAMES[1:])] = phone[list(FEATURE_NAMES[1:])] + 3.0  # a channel: the same offset on every feature
+    table = pd.concat([table, phone], ignore_index=True)
+    table[FEATURE_NAMES[0]] = np.arange(len(table))  # feature 0: the row id, to trace what each fit saw
+    calls = []
+
+    def spy(x, y, parts, *, n_classes, is_copy, recorded, **_):
+        calls.append({"x": x, "y": y, "parts": parts, "is_copy": is_copy, "recorded": recorded})
+        layer = {"kind": "dense", "kernel": np.zeros((x.shape[1], n_classes), np.float32),
+                 "bias": np.zeros(n_classes, np.float32), "activation": "linear"}
+        return {"layers": [layer], "keras_model": None, "history": pd.DataFrame(), "settings": {},
+                "scaler_mean": np.zeros(x.shape[1], np.float32), "scaler_scale": np.ones(x.shape[1], np.float32)}
+
+    monkeypatch.setitem(recipes.RECIPES, "original", dataclasses.replace(recipes.RECIPES["original"], fit=spy))
+    run = ser_lib.train(table, seed=0, progress=False)
+    per_clip, adaptive = calls
+    kinds = table.loc[per_clip["x"][:, 0].astype(int), "augmentation"].to_numpy()
+    # Telephone rows are recordings (held out and calibrated on by a recipe that can), speed copies are copies.
+    assert (per_clip["recorded"] == (kinds == "telephone")).all()
+    assert (per_clip["is_copy"] == np.isin(kinds, ["speed0.9", "speed1.1"])).all()
+    # In the adaptive fit each speaker's telephone rows are normalised by their own statistics, not the speaker's clips'.
+    rows = np.flatnonzero((kinds == "telephone") & per_clip["parts"]["train"])
+    ids = table.loc[per_clip["x"][rows, 0].astype(int), "speaker"].to_numpy()
+    raw, labels = per_clip["x"][rows], per_clip["y"][rows]
+    own = adapt.adapt_rows(raw, ids, adapt.statistics_by_speaker(raw, ids, labels, len(run.classes)), run.model.prior)
+    np.testing.assert_allclose(adaptive["x"][rows, 1:], own[:, 1:], rtol=1e-5, atol=1e-5)
+    originals = np.flatnonzero((kinds == "none") & per_clip["parts"]["train"])
+    speakers = table.loc[per_clip["x"][originals, 0].astype(int), "speaker"].to_numpy()
+    clips = adapt.statistics_by_speaker(per_clip["x"][originals], speakers, per_clip["y"][originals], len(run.classes))
+    by_clips = adapt.adapt_rows(raw, ids, clips, run.model.prior)
+    assert np.abs(adaptive["x"][rows, 1:] - by_clips[:, 1:]).mean() > 0.5  # the channel's offset is the voice's
