@@ -208,8 +208,9 @@ def _member_logits(x, y, train_rows, c, columns):
     return model.decision_function(scaler.transform(x[:, first:last]))
 
 
-def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
-    rng = np.random.default_rng(1)
+def _three_class_speakers(seed):
+    """120 clips of 8 speakers, 3 classes, each member's columns carrying some of the class."""
+    rng = np.random.default_rng(seed)
     n, n_classes = 120, 3
     y = np.arange(n) % n_classes
     groups = np.repeat(np.arange(8), n // 8)
@@ -217,6 +218,11 @@ def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
     x[:, :20] += y[:, None] * 0.8
     x[:, 2000:2040] -= y[:, None] * 0.5
     x[:, 7600:7610] += y[:, None] * 0.3
+    return rng, n, n_classes, y, groups, x
+
+
+def test_the_fused_layer_is_the_mean_of_the_three_members_logits():
+    rng, n, n_classes, y, groups, x = _three_class_speakers(seed=1)
     parts = {"train": groups < 6, "validation": np.zeros(n, dtype=bool), "test": groups >= 6}
     fitted = functionals_fusion.fit(x, y, parts, n_classes=n_classes, progress=False, description="", groups=groups)
     members = fitted["settings"]["members"]
@@ -395,14 +401,7 @@ def test_split_none_trains_on_every_speaker_and_still_calibrates(tmp_path):
 
 
 def test_rows_under_recording_conditions_are_calibrated_on_but_c_is_chosen_on_the_clips():
-    rng = np.random.default_rng(2)
-    n, n_classes = 120, 3
-    y = np.arange(n) % n_classes
-    groups = np.repeat(np.arange(8), n // 8)
-    x = rng.standard_normal((n, N_FEATURES)).astype(np.float32)
-    x[:, :20] += y[:, None] * 0.8
-    x[:, 2000:2040] -= y[:, None] * 0.5
-    x[:, 7600:7610] += y[:, None] * 0.3
+    rng, n, n_classes, y, groups, x = _three_class_speakers(seed=2)
     # Each clip also under a "condition" (here: noise with labels that mean nothing) and as a speed copy.
     recorded_x = rng.standard_normal((n, N_FEATURES)).astype(np.float32)
     x_all = np.concatenate([x, recorded_x, x + 0.01])
