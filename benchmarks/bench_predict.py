@@ -5,7 +5,8 @@
 
 1. Cold ``ser predict`` on one 3 s clip (a new process each time, median of ``--repeats``) against the
    Keras path of the original usage guide (a new process that loads ``best_ser_model.keras`` with
-   Keras, ``scaler.pkl``, computes the same features and predicts); their probabilities must agree.
+   Keras, ``scaler.pkl``, computes the same features and predicts, then applies the bundle's calibration
+   temperature); their probabilities must agree.
 2. A generated recording of ``--hours`` (real RAVDESS clips with 0.5-3 s pauses, written as 44.1 kHz
    FLAC so resampling is part of the work) analysed by ``predict_emotion(n_jobs=-1)`` in a new process:
    wall time and peak memory (the process and its workers, sampled every 0.1 s), against the time
@@ -38,12 +39,16 @@ SR = 22050
 KERAS_BASELINE = r'''
 import os, sys, pickle, json
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import keras, ser_lib
+import keras, numpy as np, ser_lib
 bundle, clip = sys.argv[1], sys.argv[2]
 model = keras.models.load_model(os.path.join(bundle, "best_ser_model.keras"))
 scaler = pickle.load(open(os.path.join(bundle, "scaler.pkl"), "rb"))
 features = ser_lib.extract_features(clip).reshape(1, -1)
-print(json.dumps(model.predict(scaler.transform(features), verbose=0)[0].tolist()))
+standardised = scaler.transform(features)
+probabilities = model.predict(standardised, verbose=0)
+# ser_lib's answers are calibrated: the bundle's temperature (growing with the clip's atypicality) applied to the logits.
+temperature = ser_lib.load_bundle(bundle).temperatures(standardised)[:, None]
+print(json.dumps(ser_lib.model.softmax(np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature)[0].tolist()))
 '''
 
 LONG_RUN = r'''
