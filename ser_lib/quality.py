@@ -100,11 +100,11 @@ def recording_measures(windows: np.ndarray) -> np.ndarray:
     from each window's level and SNR), its speech level the median window's.
     """
     windows = np.atleast_2d(np.asarray(windows, dtype=np.float64))
+    snr, level = (list(MEASURES).index(name) for name in ("snr_db", "level_db"))
     combined = np.median(windows, axis=0)
-    snr, level = windows[:, list(MEASURES).index("snr_db")], windows[:, list(MEASURES).index("level_db")]
-    noise_db = level - 10 * np.log10(1 + 10 ** (snr / 10))  # speech power S = N (1 + SNR)
-    speech, noise = 10 ** (combined[list(MEASURES).index("level_db")] / 10), 10 ** (np.percentile(noise_db, NOISE_PERCENTILE) / 10)
-    combined[list(MEASURES).index("snr_db")] = 10 * np.log10(max(speech - noise, 1e-20) / noise)
+    noise_db = windows[:, level] - 10 * np.log10(1 + 10 ** (windows[:, snr] / 10))  # speech power S = N (1 + SNR)
+    speech, noise = 10 ** (combined[level] / 10), 10 ** (np.percentile(noise_db, NOISE_PERCENTILE) / 10)
+    combined[snr] = 10 * np.log10(max(speech - noise, 1e-20) / noise)
     return combined
 
 
