@@ -107,10 +107,10 @@ def _version_signal(path, recipe, augmentation: str, talkers) -> np.ndarray:
     return y
 
 
-@functools.lru_cache(maxsize=None)
-def _source_key(module) -> str:
-    """A hash of a module's source: what it computes changed, so the cache's copy is computed anew."""
-    return hashlib.sha1(Path(module.__file__).read_bytes()).hexdigest()[:8]
+@functools.lru_cache(maxsize=1)
+def _conditions_key() -> str:
+    """A hash of ser_lib.conditions' source: a changed condition is extracted anew, not read from the cache."""
+    return hashlib.sha1(Path(conditions.__file__).read_bytes()).hexdigest()[:8]
 
 
 def drawn_condition(path, draw: str) -> str:
@@ -145,7 +145,7 @@ def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", 
         if cache_folder is not None:
             suffix = "" if augmentation == "none" else "-" + augmentation.replace(" ", "_")
             if augmentation in conditions.CONDITIONS:  # their code is part of what the features are
-                suffix += f"-{_source_key(conditions)}"
+                suffix += f"-{_conditions_key()}"
             if talkers:
                 suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
             stem = f"{_file_key(path)}{suffix}"
@@ -157,7 +157,7 @@ def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", 
                 features = recipe.compute(y, sr=recipe.sample_rate)
                 _save(files[0], features)
             if measures is None:
-                measures = np.array(list(quality.measure(y, recipe.sample_rate).values()))
+                measures = quality.measure_row(y, recipe.sample_rate)
                 _save(files[1], measures)
         return features, measures, None
     except (OSError, ValueError) as error:

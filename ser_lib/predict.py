@@ -296,7 +296,7 @@ def signal_features(model: EmotionModel, signals) -> np.ndarray:
 def signal_rows(model: EmotionModel, signals) -> tuple[np.ndarray, np.ndarray]:
     """:func:`signal_features` and the input measures (:func:`ser_lib.quality.measure`, shape (n, 4)) of signals."""
     sr = get_recipe(model.recipe).sample_rate
-    measures = np.array([list(quality.measure(y, sr).values()) for y in signals]).reshape(len(signals), len(quality.MEASURES))
+    measures = np.array([quality.measure_row(y, sr) for y in signals]).reshape(len(signals), len(quality.MEASURES))
     return signal_features(model, signals), measures
 
 

@@ -85,6 +85,11 @@ def measure(y: np.ndarray, sr: int) -> dict:
     }
 
 
+def measure_row(y: np.ndarray, sr: int) -> np.ndarray:
+    """:func:`measure` as an array [shape=(4,)] in the order of ``MEASURES`` (the ``input_*`` columns')."""
+    return np.array(list(measure(y, sr).values()))
+
+
 @functools.lru_cache(maxsize=1)
 def measures_key() -> str:
     """A hash of what :func:`measure` computes (its code and the constants it reads): cached measures are keyed by it."""
