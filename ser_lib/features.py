@@ -93,18 +93,23 @@ def extract_features(path, *, recipe: str = "original", augmentation: str = "non
     features : np.ndarray [shape=(n_features,), dtype=float32]
     """
     recipe = get_recipe(recipe)
-    return recipe.compute(_version_signal(path, recipe, augmentation, talkers), sr=recipe.sample_rate)
-
-
-def _version_signal(path, recipe, augmentation: str, talkers) -> np.ndarray:
-    """The signal a recipe reads from a file, as ``augmentation`` makes it (seeded by the file's name)."""
     if augmentation in DRAWS:
         augmentation = drawn_condition(path, augmentation)
-    y = load_audio(path, sr=recipe.sample_rate, duration=recipe.clip_seconds)
-    if augmentation != "none":
-        others = [load_audio(t, sr=recipe.sample_rate, duration=recipe.clip_seconds) for t in talkers]
-        y = augment_signal(y, augmentation, sr=recipe.sample_rate, seed=_name_seed(path, augmentation), talkers=others)
-    return y
+    y = _read(path, recipe)
+    return recipe.compute(_version_signal(y, path, recipe, augmentation, talkers), sr=recipe.sample_rate)
+
+
+def _read(path, recipe) -> np.ndarray:
+    """The samples of a file a recipe reads (its rate, its duration)."""
+    return load_audio(path, sr=recipe.sample_rate, duration=recipe.clip_seconds)
+
+
+def _version_signal(y: np.ndarray, path, recipe, augmentation: str, talkers) -> np.ndarray:
+    """A file's signal ``y`` as ``augmentation`` (a name of ``VERSIONS`` but the draws) makes it, seeded by the file's name."""
+    if augmentation == "none":
+        return y
+    others = [_read(t, recipe) for t in talkers]
+    return augment_signal(y, augmentation, sr=recipe.sample_rate, seed=_name_seed(path, augmentation), talkers=others)
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,32 +141,47 @@ def _file_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
 
-def _extract_one(path: str, cache_folder: str | None, recipe: str = "original", augmentation: str = "none", talkers=()):
-    """Features of one file and the input measures of its signal, or the reason it has none. Runs in worker processes."""
+def _extract_clip(path: str, versions, cache_folder: str | None, recipe: str = "original", talkers=()) -> list:
+    """Features and input measures of versions of one file, read once, or the reason a version has none. Runs in worker processes.
+
+    ``versions`` are names of ``VERSIONS`` but the draws (``"none"``: the file as it is); babble is
+    made of ``talkers``. Returns one ``(features, measures, reason)`` per version, in order.
+    """
     path = Path(path)
-    try:
-        recipe = get_recipe(recipe)
-        files = (None, None)
-        if cache_folder is not None:
-            suffix = "" if augmentation == "none" else "-" + augmentation.replace(" ", "_")
-            if augmentation in conditions.CONDITIONS:  # their code is part of what the features are
-                suffix += f"-{_conditions_key()}"
-            if talkers:
-                suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
-            stem = f"{_file_key(path)}{suffix}"
-            files = (Path(cache_folder) / f"{stem}.npy", Path(cache_folder) / f"{stem}.input-{quality.measures_key()}.npy")
-        features, measures = (np.load(file) if file is not None and file.exists() else None for file in files)
-        if features is None or measures is None:  # the file is read only for what the cache lacks
-            y = _version_signal(path, recipe, augmentation, talkers)
-            if features is None:
-                features = recipe.compute(y, sr=recipe.sample_rate)
-                _save(files[0], features)
-            if measures is None:
-                measures = quality.measure_row(y, recipe.sample_rate)
-                _save(files[1], measures)
-        return features, measures, None
-    except (OSError, ValueError) as error:
-        return None, None, str(error)
+    recipe = get_recipe(recipe)
+    signal = None  # the file's samples, read when the cache first lacks a version's
+    results = []
+    for version in versions:
+        try:
+            files = _cache_files(path, version, talkers if version in conditions.NEEDS_TALKERS else (), cache_folder)
+            features, measures = (np.load(file) if file is not None and file.exists() else None for file in files)
+            if features is None or measures is None:
+                if signal is None:
+                    signal = _read(path, recipe)
+                y = _version_signal(signal, path, recipe, version, talkers if version in conditions.NEEDS_TALKERS else ())
+                if features is None:
+                    features = recipe.compute(y, sr=recipe.sample_rate)
+                    _save(files[0], features)
+                if measures is None:
+                    measures = quality.measure_row(y, recipe.sample_rate)
+                    _save(files[1], measures)
+            results.append((features, measures, None))
+        except (OSError, ValueError) as error:
+            results.append((None, None, str(error)))
+    return results
+
+
+def _cache_files(path: Path, version: str, talkers, cache_folder: str | None) -> tuple:
+    """Where a version of a file keeps its features and its input measures (``(None, None)``: no cache)."""
+    if cache_folder is None:
+        return None, None
+    suffix = "" if version == "none" else "-" + version.replace(" ", "_")
+    if version in conditions.CONDITIONS:  # their code is part of what the features are
+        suffix += f"-{_conditions_key()}"
+    if talkers:
+        suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
+    stem = f"{_file_key(path)}{suffix}"
+    return Path(cache_folder) / f"{stem}.npy", Path(cache_folder) / f"{stem}.input-{quality.measures_key()}.npy"
 
 
 def _save(file: Path | None, values: np.ndarray) -> None:
@@ -242,7 +262,7 @@ def extract_many(
     if unknown:
         raise ValueError(f"Unknown augmentations {unknown}: expected names of {list(VERSIONS)}.")
     talkers = _babble_talkers(table, augmentations)
-    attrs = dict(table.attrs)
+    attrs, n_clips = dict(table.attrs), len(table)
     if augmentations:
         kinds = ("none", *augmentations)
         table = pd.concat([table.assign(augmentation=kind) for kind in kinds], ignore_index=True)
@@ -251,11 +271,12 @@ def extract_many(
                                             for path, draw in zip(table.loc[drawn, "path"], table.loc[drawn, "augmentation"])]
     paths = [str(p) for p in table["path"]]
     kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
-    talkers = [talkers.get(path, ()) if kind in conditions.NEEDS_TALKERS else () for path, kind in zip(paths, kinds)]
+    # One job per clip: the file is read once for all its versions (rows k * n_clips + i are clip i's).
+    clips = [(paths[i], kinds[i::n_clips], talkers.get(paths[i], ())) for i in range(n_clips)]
     # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
     ensure_kernels()
     rows, measures, reasons = rerun_after_worker_crash(
-        lambda: _extract_all(paths, kinds, talkers, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
+        lambda: _extract_all(clips, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
         what="feature extraction",
     )
     ok = np.array([reason is None for reason in reasons], dtype=bool)
@@ -297,22 +318,28 @@ def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
     return chosen
 
 
-def _extract_all(paths, kinds, talkers, cache_folder, recipe, *, n_jobs, progress):
-    """Features and input measures (or None) and the reason for None of each path, in order, with a progress bar."""
+def _extract_all(clips, cache_folder, recipe, *, n_jobs, progress):
+    """Features and input measures (or None) and the reason for None of every version of each clip, in row order.
+
+    ``clips`` are ``(path, versions, talkers)``; version k of clip i is row ``k * len(clips) + i``.
+    The progress bar counts rows.
+    """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
-    jobs = zip(paths, kinds, talkers)
     if n_jobs == 1:
-        results = (_extract_one(p, cache_folder, recipe, k, t) for p, k, t in jobs)
+        results = (_extract_clip(path, versions, cache_folder, recipe, talkers) for path, versions, talkers in clips)
     else:
-        runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8)
-        results = runner(delayed(_extract_one)(p, cache_folder, recipe, k, t) for p, k, t in jobs)
-    rows, measures, reasons = [], [], []
-    for features, measured, reason in tqdm(results, total=len(paths), desc="Features", unit="clip", disable=not progress):
-        rows.append(features)
-        measures.append(measured)
-        reasons.append(reason)
+        runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=2)
+        results = runner(delayed(_extract_clip)(path, versions, cache_folder, recipe, talkers) for path, versions, talkers in clips)
+    n_rows = sum(len(versions) for _, versions, _ in clips)
+    rows, measures, reasons = [None] * n_rows, [None] * n_rows, [None] * n_rows
+    with tqdm(total=n_rows, desc="Features", unit="row", disable=not progress) as bar:
+        for i, versions in enumerate(results):
+            for k, (features, measured, reason) in enumerate(versions):
+                row = k * len(clips) + i
+                rows[row], measures[row], reasons[row] = features, measured, reason
+            bar.update(len(versions))
     return rows, measures, reasons
 
 
