@@ -35,6 +35,8 @@ MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
   ser enroll NAME CLIP... --artifacts DIR   store a speaker's statistics; then ser predict --speaker NAME
   ser info DIR                        what a model bundle is: recipe, classes, data, metrics, calibration, versions
 """
+SCHEDULER_HELP = ("a Dask scheduler (e.g. tcp://host:8786): {what} on its workers, which must reach the same paths "
+                  "and have ser_lib installed (pip install 'ser_lib[cluster]')")
 # Mistakes a user can make and fix: one line each, no traceback (unless --debug).
 EXPECTED_ERRORS = (OSError, ValueError, ImportError, DownloadError, KernelCacheError)
 
@@ -54,7 +56,8 @@ def _train(args) -> int:
     )
     protocol = "corpus" if args.test_corpus else args.split
     check_split(table, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed)
-    features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True, recipe=args.recipe)
+    features, failed = ser_lib.extract_many(table, n_jobs=args.workers, return_skipped=True, recipe=args.recipe,
+                                            scheduler=args.scheduler)
     skipped = pd.concat([skipped, failed], ignore_index=True)
     run = ser_lib.train(
         features, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed, epochs=args.epochs
@@ -107,7 +110,7 @@ def _predict(args) -> int:
     speakers = speaker_ids(files, args.speaker_by) if args.speaker_by else None
     table, timeline = predict_many(
         files, args.artifacts, speakers=speakers, speaker=args.speaker, window=args.window, hop=args.hop,
-        silence_db=args.silence_db, n_jobs=workers, progress=not args.quiet, return_timeline=True,
+        silence_db=args.silence_db, n_jobs=workers, scheduler=args.scheduler, progress=not args.quiet, return_timeline=True,
     )
     if args.timeline:
         timeline.to_csv(args.timeline, index=False)
@@ -221,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold-calm", action="store_true", help="relabel calm as neutral (7 classes)")
     train.add_argument("--max-per-corpus", type=int, default=None, help="use at most N files per corpus (quick runs)")
     train.add_argument("--workers", type=int, default=-1, help="feature extraction processes (default: all cores)")
+    train.add_argument("--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP.format(what="the features are extracted"))
     train.add_argument("--force", action="store_true", help="replace a bundle already in --out")
     train.set_defaults(handler=_train)
 
@@ -250,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"windows quieter than this RMS level (dBFS) are silent and left out (default {SILENCE_DB:g})")
     predict.add_argument("--workers", type=int, default=None,
                          help=f"processes (-1: all cores; default: all cores from {_PARALLEL_FROM} files, else 1)")
+    predict.add_argument("--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP.format(what="clips are predicted"))
     voice = predict.add_mutually_exclusive_group()
     voice.add_argument("--speaker-by", metavar="folder|regex:PATTERN|csv:FILE:COLUMN",
                        help="who speaks in each file: the parent folder's name, the first group of PATTERN in the path, "

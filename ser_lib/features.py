@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import uuid
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ser_lib import conditions, quality
 from ser_lib.audio import SAMPLE_RATE, load_audio
 from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.recipes import get_recipe
+from ser_lib.workers import LostJob, run_jobs
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ser_lib"
 
@@ -141,7 +143,7 @@ def _file_key(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
 
-def _extract_clip(path: str, versions, cache_folder: str | None, recipe: str = "original", talkers=()) -> list:
+def _extract_clip(path: str, versions, talkers=(), cache_folder: str | None = None, recipe: str = "original") -> list:
     """Features and input measures of versions of one file, read once, or the reason a version has none. Runs in worker processes.
 
     ``versions`` are names of ``VERSIONS`` but the draws (``"none"``: the file as it is); babble is
@@ -185,10 +187,15 @@ def _cache_files(path: Path, version: str, talkers, cache_folder: str | None) ->
 
 
 def _save(file: Path | None, values: np.ndarray) -> None:
-    """Written whole or not at all (another process reading the cache never sees half a file); None: no cache."""
+    """Written whole or not at all (another process reading the cache never sees half a file); None: no cache.
+
+    The partial file's name is unique across machines sharing the cache; a cluster worker creates
+    the cache folder it lacks.
+    """
     if file is None:
         return
-    partial = file.with_suffix(f".{os.getpid()}.tmp")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_suffix(f".{uuid.uuid4().hex}.tmp")
     with open(partial, "wb") as handle:
         np.save(handle, values)
     partial.replace(file)
@@ -204,6 +211,7 @@ def extract_many(
     warn: bool = True,
     recipe: str = "original",
     augmentations: tuple | None = None,
+    scheduler: str | None = None,
 ):
     """Features for every file of a table, in parallel, cached on disk.
 
@@ -214,6 +222,10 @@ def extract_many(
         the recipe's features (a table this function returned) are replaced.
     n_jobs : int
         Worker processes (joblib); -1 uses every core, 1 runs in this process.
+    scheduler : str, optional
+        A Dask scheduler's address (``"tcp://host:8786"``): the files are read and their features
+        computed on its workers instead (:mod:`ser_lib.workers`), one job per clip, with the same
+        results. The workers must reach the table's paths and, for the cache, ``cache_dir``.
     cache_dir : str, Path or None
         Features are stored under ``cache_dir/<settings key>/`` keyed by each file's path, size and
         modification time, so a rerun extracts nothing. ``None`` turns caching off.
@@ -276,7 +288,7 @@ def extract_many(
     # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
     ensure_kernels()
     rows, measures, reasons = rerun_after_worker_crash(
-        lambda: _extract_all(clips, cache_folder, recipe.name, n_jobs=n_jobs, progress=progress),
+        lambda: _extract_all(clips, cache_folder, recipe.name, n_jobs=n_jobs, scheduler=scheduler, progress=progress),
         what="feature extraction",
     )
     ok = np.array([reason is None for reason in reasons], dtype=bool)
@@ -318,25 +330,23 @@ def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
     return chosen
 
 
-def _extract_all(clips, cache_folder, recipe, *, n_jobs, progress):
+def _extract_all(clips, cache_folder, recipe, *, n_jobs, scheduler, progress):
     """Features and input measures (or None) and the reason for None of every version of each clip, in row order.
 
     ``clips`` are ``(path, versions, talkers)``; version k of clip i is row ``k * len(clips) + i``.
     The progress bar counts rows.
     """
-    from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
-    if n_jobs == 1:
-        results = (_extract_clip(path, versions, cache_folder, recipe, talkers) for path, versions, talkers in clips)
-    else:
-        runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=2)
-        results = runner(delayed(_extract_clip)(path, versions, cache_folder, recipe, talkers) for path, versions, talkers in clips)
     n_rows = sum(len(versions) for _, versions, _ in clips)
     rows, measures, reasons = [None] * n_rows, [None] * n_rows, [None] * n_rows
+    jobs = [(path, versions, talkers, cache_folder, recipe) for path, versions, talkers in clips]
     with tqdm(total=n_rows, desc="Features", unit="row", disable=not progress) as bar:
-        for i, versions in enumerate(results):
-            for k, (features, measured, reason) in enumerate(versions):
+        for i, results in run_jobs(_extract_clip, jobs, n_jobs=n_jobs, scheduler=scheduler, name="extract_many"):
+            versions = clips[i][1]
+            if isinstance(results, LostJob):
+                results = [(None, None, results.reason)] * len(versions)
+            for k, (features, measured, reason) in enumerate(results):
                 row = k * len(clips) + i
                 rows[row], measures[row], reasons[row] = features, measured, reason
             bar.update(len(versions))

@@ -57,6 +57,7 @@ from ser_lib.audio import CLIP_SECONDS, MIN_DURATION, SAMPLE_RATE, AudioError, c
 from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.model import EmotionModel
 from ser_lib.recipes import get_recipe
+from ser_lib.workers import LostJob, run_jobs
 
 # A long recording's windows: the original recipe's 3 s clip, every 1.5 s; and the silence gate.
 WINDOW_SECONDS = CLIP_SECONDS
@@ -558,25 +559,20 @@ def _clip_features_worker(paths, artifacts_dir, window):
     return out
 
 
-def _clips_features(paths: list, artifacts_dir, window: float, *, n_jobs: int, bar) -> list:
-    """``(features, seconds read, measures, None)`` or ``(None, None, None, reason)`` of each clip, in batches over ``n_jobs`` processes."""
+def _clips_features(paths: list, artifacts_dir, window: float, *, n_jobs: int, scheduler: str | None, bar) -> list:
+    """``(features, seconds read, measures, None)`` or ``(None, None, None, reason)`` of each clip, in batches over ``n_jobs`` processes or a cluster."""
     # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.
     workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
     size = max(1, min(8, len(paths) // (4 * workers)))
     batches = [paths[i : i + size] for i in range(0, len(paths), size)]
-    results = []
+    results: list = [None] * len(paths)
 
     def run():
-        results.clear()
-        if n_jobs == 1:
-            outputs = (_clip_features_worker(batch, str(artifacts_dir), window) for batch in batches)
-        else:
-            from joblib import Parallel, delayed
-
-            runner = Parallel(n_jobs=n_jobs, return_as="generator")
-            outputs = runner(delayed(_clip_features_worker)(batch, str(artifacts_dir), window) for batch in batches)
-        for output in outputs:
-            results.extend(output)
+        jobs = [(batch, str(artifacts_dir), window) for batch in batches]
+        for index, output in run_jobs(_clip_features_worker, jobs, n_jobs=n_jobs, scheduler=scheduler, name="predict_many"):
+            if isinstance(output, LostJob):
+                output = [(None, None, None, output.reason)] * len(batches[index])
+            results[index * size : index * size + len(output)] = output
             bar.update(len(output))
 
     rerun_after_worker_crash(run, what="prediction")
@@ -593,13 +589,15 @@ def predict_many(
     hop: float = HOP_SECONDS,
     silence_db: float = SILENCE_DB,
     n_jobs: int = 1,
+    scheduler: str | None = None,
     progress: bool = True,
     return_timeline: bool = False,
 ):
     """Predictions for many files; a file that cannot be read gets its reason, the rest go on.
 
-    Clips are predicted in parallel batches (``n_jobs`` processes); long recordings one after the
-    other, each with its windows in parallel.
+    Clips are predicted in parallel batches (``n_jobs`` processes, or the workers of a Dask cluster
+    at the address ``scheduler``, which must reach the files and ``artifacts_dir``: :mod:`ser_lib.workers`);
+    long recordings here, one after the other, each with its windows in parallel.
 
     Parameters
     ----------
@@ -655,7 +653,8 @@ def predict_many(
         bar.update(len(paths) - len(clips) - len(long))
         features, seconds, measures = {}, {}, {}
         for index, (row, duration, measured, reason) in zip(clips, _clips_features([paths[i] for i in clips], artifacts_dir,
-                                                                                   window, n_jobs=n_jobs, bar=bar)):
+                                                                                   window, n_jobs=n_jobs,
+                                                                                   scheduler=scheduler, bar=bar)):
             if row is None:
                 results[index] = reason
             else:
