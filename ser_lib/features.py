@@ -138,9 +138,16 @@ def settings_key(settings: dict) -> str:
 
 
 def _file_key(path: Path) -> str:
-    # Path, size and modification time identify a file's content cheaply, as make does.
-    stat = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    """A file's name and a hash of its bytes: the same cache entry wherever and whenever the file is stored.
+
+    A corpus downloaded again, copied or mounted elsewhere (a cluster worker's path) keeps its cached
+    features; a changed file gets new ones. The name is part of it because versions are seeded by it.
+    """
+    digest = hashlib.sha1(f"{path.name}|".encode())
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _extract_clip(path: str, versions, talkers=(), cache_folder: str | None = None, recipe: str = "original") -> list:
@@ -227,8 +234,9 @@ def extract_many(
         computed on its workers instead (:mod:`ser_lib.workers`), one job per clip, with the same
         results. The workers must reach the table's paths and, for the cache, ``cache_dir``.
     cache_dir : str, Path or None
-        Features are stored under ``cache_dir/<settings key>/`` keyed by each file's path, size and
-        modification time, so a rerun extracts nothing. ``None`` turns caching off.
+        Features are stored under ``cache_dir/<settings key>/`` keyed by each file's name and
+        content, so a rerun extracts nothing, nor does a copy of the corpus elsewhere. ``None``
+        turns caching off.
     progress : bool
         Show a tqdm progress bar.
     return_skipped : bool

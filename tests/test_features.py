@@ -1,3 +1,4 @@
+import shutil
 import warnings
 
 import librosa
@@ -153,6 +154,27 @@ def test_cache_makes_a_rerun_extract_nothing(tmp_path, write_wav, monkeypatch):
     write_wav("clip.wav", f0=250.0, seconds=2.0)
     with pytest.raises(AssertionError, match="extracted again"):
         extract_many(table, n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_a_corpus_copied_elsewhere_keeps_its_cache_and_a_renamed_file_does_not(tmp_path, write_wav, monkeypatch):
+    # Downloaded again, copied, or mounted at another path on a cluster worker: same name and bytes, same features.
+    clip = write_wav("corpus/clip.wav")
+    first = extract_many(pd.DataFrame({"path": [clip]}), n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
+    copy = tmp_path / "elsewhere" / "clip.wav"
+    copy.parent.mkdir()
+    shutil.copy(clip, copy)
+
+    def must_not_run(*args):
+        raise AssertionError("the copy was read and extracted again despite the cache")
+
+    monkeypatch.setattr(features, "_read", must_not_run)
+    again = extract_many(pd.DataFrame({"path": [copy]}), n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(features.feature_matrix(again), features.feature_matrix(first))
+    # Versions are seeded by the file's name: another name is another entry.
+    renamed = copy.with_name("other.wav")
+    copy.rename(renamed)
+    with pytest.raises(AssertionError, match="extracted again"):
+        extract_many(pd.DataFrame({"path": [renamed]}), n_jobs=1, cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_no_cache_dir_writes_nothing(tmp_path, write_wav, monkeypatch):
