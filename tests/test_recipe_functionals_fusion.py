@@ -98,6 +98,22 @@ def test_the_whole_file_counts_for_best_and_three_seconds_for_original(write_wav
     assert not np.allclose(extract_features(short, recipe="best"), extract_features(longer, recipe="best"))
 
 
+def test_every_block_reads_the_speech_not_the_silence_around_it(monkeypatch):
+    # Corpora pad their clips with different amounts of silence; features (openSMILE's included) should not count it.
+    speech = voiced_signal(2.0, f0=160.0)
+    padded = np.concatenate([np.zeros(22050, np.float32), speech, np.zeros(33075, np.float32)])
+    prepared = functionals_fusion.prepare(padded)
+    assert abs(len(prepared) - len(speech)) <= 2 * 2048 and np.max(np.abs(prepared)) == np.max(np.abs(speech))
+    heard = []
+    real = functionals_fusion.opensmile_functionals
+    monkeypatch.setattr(functionals_fusion, "opensmile_functionals", lambda y, name, sr: heard.append(len(y)) or real(y, name, sr=sr))
+    functionals_fusion.compute(padded)
+    assert heard == [len(prepared)] * 2
+    # A clip that is almost all silence keeps its samples.
+    quiet = np.concatenate([np.zeros(44100, np.float32), voiced_signal(0.2)])
+    assert len(functionals_fusion.prepare(quiet)) == len(quiet)
+
+
 def test_a_three_second_window_has_features_too():
     window = voiced_signal(3.0, f0=200.0, seed=4)
     features = FUSION.compute(window, sr=22050)

@@ -8,7 +8,7 @@ mono at 22,050 Hz:
   spectrogram and its delta, MFCC 40 with delta and delta-delta, spectral contrast and six
   log spectral descriptors, each summarised by mean / std / 10th / 90th percentile over frames;
   and 8 statistics of the ``librosa.yin`` pitch (65-600 Hz) on the louder frames;
-- the 88 eGeMAPSv02 functionals and the 6,373 ComParE_2016 functionals of openSMILE;
+- the 88 eGeMAPSv02 functionals and the 6,373 ComParE_2016 functionals of openSMILE, of the same trimmed speech;
 - 271 modulation and contour values (:func:`modulation_contours`): how fast the energy in 16
   bands fluctuates, and how band energies, loudness and pitch move over 8 parts of the utterance.
 
@@ -102,7 +102,7 @@ SETTINGS = {
     "pitch": {"method": "yin", "fmin": 65, "fmax": 600, "frame_length": 2048, "voiced_rms_share": 0.1},
     "modulation": {"bands": MODULATION_BANDS, "edges_hz": list(MODULATION_EDGES_HZ), "segments": N_SEGMENTS},
     "opensmile": {"version": _opensmile_version(), "feature_sets": [name for name, _ in OPENSMILE_SETS.values()],
-                  "level": "Functionals"},
+                  "level": "Functionals", "input": "trimmed"},
     "nan_to_num": True,
     "n_features": N_FEATURES,
 }
@@ -136,21 +136,33 @@ def _stats(matrix: np.ndarray) -> np.ndarray:
     ])
 
 
+def prepare(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """The speech every block reads: a checked signal, limited to peak 0.9 if it peaks above 0.99, its silence trimmed.
+
+    The trim (``librosa.effects.trim`` at ``trim_top_db``) cuts the leading and trailing frames
+    quieter than 30 dB below the loudest; a clip that is almost all "silence" keeps its samples.
+    """
+    y = check_signal(y, sr=sr)
+    peak = float(np.max(np.abs(y)))
+    limit, target = SETTINGS["peak_limit"]
+    if peak > limit:
+        y = y / peak * target
+    trimmed, _ = librosa.effects.trim(y, top_db=SETTINGS["trim_top_db"])
+    return trimmed if len(trimmed) > sr * 0.3 else y
+
+
 def frame_statistics(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """The 1,052 frame statistics of a signal (``FRAME_BLOCKS`` then ``PITCH_NAMES``) and its modulation block.
+    """The 1,052 frame statistics of a :func:`prepare`-d signal (``FRAME_BLOCKS`` then ``PITCH_NAMES``) and its modulation block.
 
     Both float64; the second is :func:`modulation_contours` of the same mel spectrogram and pitch track.
     """
     ensure_kernels()
-    trimmed, _ = librosa.effects.trim(y, top_db=SETTINGS["trim_top_db"])
-    # A clip that is almost all "silence" at 30 dB keeps its untrimmed samples.
-    y = trimmed if len(trimmed) > sr * 0.3 else y
     n_fft, hop = SETTINGS["n_fft"], SETTINGS["hop_length"]
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=SETTINGS["n_mels"], fmax=SETTINGS["fmax"])
+    magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
+    mel = librosa.feature.melspectrogram(S=magnitude**2, sr=sr, n_mels=SETTINGS["n_mels"], fmax=SETTINGS["fmax"])
     log_mel = librosa.power_to_db(mel + 1e-10)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=SETTINGS["n_mfcc"])
     mfcc_all = np.vstack([mfcc, librosa.feature.delta(mfcc), librosa.feature.delta(mfcc, order=2)])
-    magnitude = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
     contrast = librosa.feature.spectral_contrast(S=magnitude, sr=sr)
     centroid = librosa.feature.spectral_centroid(S=magnitude, sr=sr)
     bandwidth = librosa.feature.spectral_bandwidth(S=magnitude, sr=sr)
@@ -241,21 +253,20 @@ def compute(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     """
     if sr != SAMPLE_RATE:
         raise ValueError(f"The {NAME} recipe's features are defined at {SAMPLE_RATE} Hz, got sr={sr}: resample first.")
-    y = check_signal(y, sr=sr)
-    peak = float(np.max(np.abs(y)))
-    limit, target = SETTINGS["peak_limit"]
-    if peak > limit:
-        y = y / peak * target
+    y = prepare(y, sr=sr)
     statistics, modulation = frame_statistics(y, sr=sr)
-    blocks = [statistics]
-    for name, (set_name, size) in OPENSMILE_SETS.items():
-        values = _smile(name).process_signal(y, sr).to_numpy()[0]
-        if values.shape != (size,):
-            raise ValueError(f"openSMILE {set_name} gave {values.shape[0]} functionals, expected {size}: check its version.")
-        blocks.append(values)
-    blocks.append(modulation)
+    smile = [opensmile_functionals(y, name, sr=sr) for name in OPENSMILE_SETS]
     # float32 first, as the reference stored them, so an overflow becomes float32's maximum.
-    return np.nan_to_num(np.concatenate(blocks).astype(np.float32))
+    return np.nan_to_num(np.concatenate([statistics, *smile, modulation]).astype(np.float32))
+
+
+def opensmile_functionals(y: np.ndarray, name: str, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """One of ``OPENSMILE_SETS`` (``"egemaps"``, ``"compare"``) of a :func:`prepare`-d signal."""
+    set_name, size = OPENSMILE_SETS[name]
+    values = _smile(name).process_signal(y, sr).to_numpy()[0]
+    if values.shape != (size,):
+        raise ValueError(f"openSMILE {set_name} gave {values.shape[0]} functionals, expected {size}: check its version.")
+    return values
 
 
 def _feature_names() -> tuple:
