@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import math
@@ -668,6 +669,46 @@ def _plan_clips(*, speakers_per_corpus: int, clips_per_emotion: int) -> list[_Cl
     return sorted(clips, key=lambda clip: clip.relpath)
 
 
+# Intensities the file names of a real corpus carry, as the demo's own plan uses them.
+_FEMALE = {"CREMA-D": lambda speaker: int(speaker) % 2 == 0, "RAVDESS": lambda speaker: int(speaker[-2:]) % 2 == 0,
+           "SAVEE": lambda speaker: False, "TESS": lambda speaker: True}
+
+
+def _plan_like(files) -> list[_Clip]:
+    """One clip per row of a table of bundle files (``path``, ``corpus``, ``speaker``, ``emotion``), sorted by path.
+
+    Voices follow the demo's rules (CREMA-D odd speakers and RAVDESS odd actors male, SAVEE male,
+    TESS female, OAF older); CREMA-D levels and RAVDESS intensities are read from the names.
+    """
+    import pandas as pd
+
+    if not isinstance(files, pd.DataFrame):
+        files = pd.read_csv(files, dtype=str)
+    missing = [column for column in ("path", "corpus", "speaker", "emotion") if column not in files.columns]
+    if missing:
+        raise ValueError(f"Expected a table of files with columns path, corpus, speaker and emotion, missing {missing}.")
+    clips = []
+    for path, corpus, speaker, emotion in files[["path", "corpus", "speaker", "emotion"]].itertuples(index=False):
+        if corpus not in DEMO_SAMPLE_RATES or emotion not in _EMOTION_PROFILES:
+            raise ValueError(f"Cannot make {path!r}: expected a corpus of {sorted(DEMO_SAMPLE_RATES)} and an emotion of "
+                             f"{sorted(_EMOTION_PROFILES)}, got {corpus!r} and {emotion!r}.")
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ValueError(f"Cannot make {path!r}: expected a path relative to the corpus root.")
+        stem = Path(path).stem.split("_" if corpus == "CREMA-D" else "-")
+        if corpus == "CREMA-D":
+            intensity = _CREMA_LEVEL_INTENSITY.get(stem[-1], 1.0)
+        elif corpus == "RAVDESS":
+            intensity = _RAVDESS_INTENSITY.get(stem[3] if len(stem) > 3 else "01", 1.0)
+        else:
+            intensity = 1.0
+        try:
+            female = _FEMALE[corpus](str(speaker))
+        except ValueError as error:
+            raise ValueError(f"Cannot make {path!r}: speaker {speaker!r} is not a {corpus} speaker id.") from error
+        clips.append(_Clip(corpus, Path(path).as_posix(), str(speaker), female, str(speaker) == "OAF", emotion, intensity))
+    return sorted(clips, key=lambda clip: clip.relpath)
+
+
 def _render_clip(clip: _Clip, *, seed: int) -> np.ndarray:
     """The audio of one planned clip; depends only on ``seed`` and the clip itself."""
     voice = _make_voice(clip.corpus, clip.speaker, female=clip.female, older=clip.older, seed=seed)
@@ -730,6 +771,8 @@ def make_demo_corpus(
     seed: int = 0,
     speakers_per_corpus: int = 4,
     clips_per_emotion: int = 2,
+    like=None,
+    n_jobs: int = 1,
     progress: bool = False,
 ) -> Path:
     """Create a synthetic miniature of the Kaggle bundle ``dmitrybabko/speech-emotion-recognition-en``.
@@ -760,6 +803,13 @@ def make_demo_corpus(
         speaker and emotion to stay about as large as the others.
     clips_per_emotion : int in [1, 8]
         Clips per speaker and emotion. RAVDESS has at most 4 neutral takes per actor.
+    like : pd.DataFrame or path of a CSV file, optional
+        The files to make instead of the demo's own plan: one clip per row of a table with columns
+        ``path`` (relative to ``root``, in the bundle's layout), ``corpus``, ``speaker`` and
+        ``emotion``, e.g. the real bundle's list of 12,162 files, for a rehearsal at its size and
+        shape. ``speakers_per_corpus`` and ``clips_per_emotion`` are then unused.
+    n_jobs : int
+        Processes that synthesise the clips (joblib; -1: every core).
     progress : bool
         Show a tqdm progress bar over the files.
 
@@ -794,9 +844,15 @@ def make_demo_corpus(
         "speakers_per_corpus": int(speakers_per_corpus),
         "clips_per_emotion": int(clips_per_emotion),
     }
-    clips = _plan_clips(
-        speakers_per_corpus=settings["speakers_per_corpus"], clips_per_emotion=settings["clips_per_emotion"]
-    )
+    if like is None:
+        clips = _plan_clips(
+            speakers_per_corpus=settings["speakers_per_corpus"], clips_per_emotion=settings["clips_per_emotion"]
+        )
+    else:
+        clips = _plan_like(like)
+        listing = "\n".join("|".join(map(str, clip)) for clip in clips)
+        settings.update(speakers_per_corpus=None, clips_per_emotion=None,
+                        like=hashlib.sha1(listing.encode("utf-8")).hexdigest()[:12])
 
     marker_path = root / MARKER_NAME
     if root.exists() and not root.is_dir():
@@ -830,20 +886,30 @@ def make_demo_corpus(
     # The marker goes first, marked incomplete, so that an interrupted run is recognised as ours
     # (and resumed) rather than taken for a finished corpus or for a user's folder.
     _write_marker(root, settings, n_files=len(clips), complete=False)
-    for clip in tqdm(clips, desc="Demo corpus", unit="clip", disable=not progress):
-        path = root / clip.relpath
-        # Files of an earlier run with these settings are complete (renamed only when written).
-        if path.is_file():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Encoded in memory: libsndfile syncs every file it closes to disk, which costs more than
-        # synthesising the clip.
-        buffer = io.BytesIO()
-        audio = _render_clip(clip, seed=settings["seed"])
-        soundfile.write(buffer, audio, DEMO_SAMPLE_RATES[clip.corpus], subtype="PCM_16", format="WAV")
-        _write_atomically(path, buffer.getvalue())
+    # Files of an earlier run with these settings are complete (renamed only when written).
+    todo = [clip for clip in clips if not (root / clip.relpath).is_file()]
+    if n_jobs == 1:
+        written = (_write_clip(root, clip, settings["seed"]) for clip in todo)
+    else:
+        from joblib import Parallel, delayed
+
+        written = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=16)(
+            delayed(_write_clip)(root, clip, settings["seed"]) for clip in todo)
+    for _ in tqdm(written, total=len(todo), desc="Demo corpus", unit="clip", disable=not progress):
+        pass
     _write_marker(root, settings, n_files=len(clips), complete=True)
     return root
+
+
+def _write_clip(root: Path, clip: _Clip, seed: int) -> None:
+    path = root / clip.relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Encoded in memory: libsndfile syncs every file it closes to disk, which costs more than
+    # synthesising the clip.
+    buffer = io.BytesIO()
+    audio = _render_clip(clip, seed=seed)
+    soundfile.write(buffer, audio, DEMO_SAMPLE_RATES[clip.corpus], subtype="PCM_16", format="WAV")
+    _write_atomically(path, buffer.getvalue())
 
 
 def join_clips(paths, out_path, *, pause_seconds: float = 1.5, sr: int = SAMPLE_RATE, overwrite: bool = False) -> Path:

@@ -442,3 +442,50 @@ def test_join_clips_makes_one_recording_with_pauses_and_keeps_existing_files(tmp
     assert info.samplerate == 22050 and abs(info.duration - (1.0 + 2.0 + 3 * 0.5)) < 0.01
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         join_clips(clips, joined)
+
+
+BUNDLE_FILES = [  # real names of the Kaggle bundle (its quirks included), with their labels
+    ("Crema/1001_DFA_ANG_XX.wav", "CREMA-D", "1001", "angry"),
+    ("Crema/1002_IEO_SAD_HI.wav", "CREMA-D", "1002", "sad"),
+    ("Ravdess/audio_speech_actors_01-24/Actor_01/03-01-02-02-01-01-01.wav", "RAVDESS", "Actor_01", "calm"),
+    ("Ravdess/audio_speech_actors_01-24/Actor_02/03-01-08-01-02-02-02.wav", "RAVDESS", "Actor_02", "surprise"),
+    ("Savee/DC_a01.wav", "SAVEE", "DC", "angry"),
+    ("Savee/JK_su03.wav", "SAVEE", "JK", "surprise"),
+    ("Tess/OAF_neutral/OA_bite_neutral.wav", "TESS", "OAF", "neutral"),
+    ("Tess/YAF_pleasant_surprised/YAF_dog_ps.wav", "TESS", "YAF", "surprise"),
+]
+
+
+def test_a_corpus_like_a_list_of_files_holds_those_files_with_those_labels(tmp_path):
+    import pandas as pd
+
+    from ser_lib.corpora import scan_corpora
+
+    files = pd.DataFrame(BUNDLE_FILES, columns=["path", "corpus", "speaker", "emotion"])
+    listing = tmp_path / "files.csv"
+    files.to_csv(listing, index=False)
+    root = make_demo_corpus(tmp_path / "like", seed=3, like=listing, n_jobs=2)
+    table = scan_corpora(root)
+    table["path"] = [Path(p).relative_to(root).as_posix() for p in table["path"]]
+    merged = files.merge(table, on="path", suffixes=("", "_read"))
+    assert len(merged) == len(files) == len(table)
+    assert (merged["corpus"] == merged["corpus_read"]).all() and (merged["emotion"] == merged["emotion_read"]).all()
+    assert (merged["speaker"] == merged["speaker_read"]).all()
+    rates = {soundfile.info(root / path).samplerate for path in files.loc[files["corpus"] == "RAVDESS", "path"]}
+    assert rates == {DEMO_SAMPLE_RATES["RAVDESS"]}
+    marker = json.loads((root / MARKER_NAME).read_text())
+    assert marker["complete"] and marker["n_files"] == len(files) and marker["like"]
+    # The same list again: nothing to do; another list in the same folder is refused.
+    assert make_demo_corpus(root, seed=3, like=files) == root
+    with pytest.raises(FileExistsError, match="already holds a demo corpus"):
+        make_demo_corpus(root, seed=3, like=files.head(3))
+
+
+def test_a_list_of_files_it_cannot_make_is_refused_with_the_row(tmp_path):
+    import pandas as pd
+
+    bad = pd.DataFrame([("Savee/DC_x01.wav", "SAVEE", "DC", "bored")], columns=["path", "corpus", "speaker", "emotion"])
+    with pytest.raises(ValueError, match=r"Cannot make 'Savee/DC_x01.wav': expected .* got 'SAVEE' and 'bored'"):
+        make_demo_corpus(tmp_path / "bad", like=bad)
+    with pytest.raises(ValueError, match="missing \\['speaker'\\]"):
+        make_demo_corpus(tmp_path / "bad", like=bad.drop(columns="speaker"))
