@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib import conditions, quality
-from ser_lib.audio import SAMPLE_RATE, load_audio
+from ser_lib.audio import SAMPLE_RATE, check_audio_path, load_audio
 from ser_lib.kernels import ensure_kernels, rerun_after_worker_crash
 from ser_lib.recipes import get_recipe
 from ser_lib.workers import LostJob, run_jobs
@@ -156,18 +156,23 @@ def _extract_clip(path: str, versions, talkers=(), cache_folder: str | None = No
     ``versions`` are names of ``VERSIONS`` but the draws (``"none"``: the file as it is); babble is
     made of ``talkers``. Returns one ``(features, measures, reason)`` per version, in order.
     """
-    path = Path(path)
     recipe = get_recipe(recipe)
+    try:
+        path = check_audio_path(path)
+        key = None if cache_folder is None else _file_key(path)
+    except OSError as error:
+        return [(None, None, str(error))] * len(versions)
     signal = None  # the file's samples, read when the cache first lacks a version's
     results = []
     for version in versions:
+        others = talkers if version in conditions.NEEDS_TALKERS else ()
         try:
-            files = _cache_files(path, version, talkers if version in conditions.NEEDS_TALKERS else (), cache_folder)
+            files = _cache_files(key, version, others, cache_folder)
             features, measures = (np.load(file) if file is not None and file.exists() else None for file in files)
             if features is None or measures is None:
                 if signal is None:
                     signal = _read(path, recipe)
-                y = _version_signal(signal, path, recipe, version, talkers if version in conditions.NEEDS_TALKERS else ())
+                y = _version_signal(signal, path, recipe, version, others)
                 if features is None:
                     features = recipe.compute(y, sr=recipe.sample_rate)
                     _save(files[0], features)
@@ -180,8 +185,8 @@ def _extract_clip(path: str, versions, talkers=(), cache_folder: str | None = No
     return results
 
 
-def _cache_files(path: Path, version: str, talkers, cache_folder: str | None) -> tuple:
-    """Where a version of a file keeps its features and its input measures (``(None, None)``: no cache)."""
+def _cache_files(key: str | None, version: str, talkers, cache_folder: str | None) -> tuple:
+    """Where a version of a file (its :func:`_file_key`) keeps its features and its input measures (``(None, None)``: no cache)."""
     if cache_folder is None:
         return None, None
     suffix = "" if version == "none" else "-" + version.replace(" ", "_")
@@ -189,8 +194,7 @@ def _cache_files(path: Path, version: str, talkers, cache_folder: str | None) ->
         suffix += f"-{_conditions_key()}"
     if talkers:
         suffix += "-" + hashlib.sha1("|".join(Path(t).name for t in talkers).encode()).hexdigest()[:8]
-    stem = f"{_file_key(path)}{suffix}"
-    return Path(cache_folder) / f"{stem}.npy", Path(cache_folder) / f"{stem}.input-{quality.measures_key()}.npy"
+    return Path(cache_folder) / f"{key}{suffix}.npy", Path(cache_folder) / f"{key}{suffix}.input-{quality.measures_key()}.npy"
 
 
 def _save(file: Path | None, values: np.ndarray) -> None:

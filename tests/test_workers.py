@@ -15,8 +15,9 @@ import dask  # noqa: E402  (installed with distributed)
 
 @pytest.fixture(scope="module")
 def cluster():
-    # Past one death a job is reported, not retried again (the default is 3): keeps the test short.
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    # Past one death a job is reported, not retried again (the default is 3): keeps the test short. A worker holds
+    # only the job it runs (no queue of others), so a death counts against the job that caused it alone.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                       dashboard_address=None) as local:
             yield local
