@@ -559,7 +559,7 @@ def _clip_features_worker(paths, artifacts_dir, window):
     return out
 
 
-def _clips_features(paths: list, artifacts_dir, window: float, *, n_jobs: int, scheduler: str | None, bar) -> list:
+def _clips_features(paths: list, artifacts_dir, window: float, *, n_jobs: int, bar, scheduler: str | None = None) -> list:
     """``(features, seconds read, measures, None)`` or ``(None, None, None, reason)`` of each clip, in batches over ``n_jobs`` processes or a cluster."""
     # Up to 8 clips per job amortise the call; fewer when there are few, so every worker gets work.
     workers = 1 if n_jobs == 1 else (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
