@@ -669,7 +669,7 @@ def _plan_clips(*, speakers_per_corpus: int, clips_per_emotion: int) -> list[_Cl
     return sorted(clips, key=lambda clip: clip.relpath)
 
 
-# Intensities the file names of a real corpus carry, as the demo's own plan uses them.
+# Which speakers of a real corpus get a female voice: the demo's own rules, for speakers named as the real ones.
 _FEMALE = {"CREMA-D": lambda speaker: int(speaker) % 2 == 0, "RAVDESS": lambda speaker: int(speaker[-2:]) % 2 == 0,
            "SAVEE": lambda speaker: False, "TESS": lambda speaker: True}
 
