@@ -669,18 +669,22 @@ def _plan_clips(*, speakers_per_corpus: int, clips_per_emotion: int) -> list[_Cl
     return sorted(clips, key=lambda clip: clip.relpath)
 
 
-# Which speakers of a real corpus get a female voice: the demo's own rules, for speakers named as the real ones.
-_FEMALE = {"CREMA-D": lambda speaker: int(speaker) % 2 == 0, "RAVDESS": lambda speaker: int(speaker[-2:]) % 2 == 0,
-           "SAVEE": lambda speaker: False, "TESS": lambda speaker: True}
+# The intensities ser_lib.corpora.parse_path reads from a real name, as the demo renders them.
+_NAMED_INTENSITY = {
+    "low": _CREMA_LEVEL_INTENSITY["LO"], "medium": _CREMA_LEVEL_INTENSITY["MD"], "high": _CREMA_LEVEL_INTENSITY["HI"],
+    "normal": _RAVDESS_INTENSITY["01"], "strong": _RAVDESS_INTENSITY["02"],
+}
 
 
 def _plan_like(files) -> list[_Clip]:
     """One clip per row of a table of bundle files (``path``, ``corpus``, ``speaker``, ``emotion``), sorted by path.
 
-    Voices follow the demo's rules (CREMA-D odd speakers and RAVDESS odd actors male, SAVEE male,
-    TESS female, OAF older); CREMA-D levels and RAVDESS intensities are read from the names.
+    Gender and intensity are what the corpus reader reads from each name (:func:`ser_lib.corpora.parse_path`);
+    CREMA-D's names carry no gender, so its even speakers get the demo's female voices. TESS's OAF is older.
     """
     import pandas as pd
+
+    from ser_lib.corpora import parse_path
 
     if not isinstance(files, pd.DataFrame):
         files = pd.read_csv(files, dtype=str)
@@ -694,17 +698,12 @@ def _plan_like(files) -> list[_Clip]:
                              f"{sorted(_EMOTION_PROFILES)}, got {corpus!r} and {emotion!r}.")
         if Path(path).is_absolute() or ".." in Path(path).parts:
             raise ValueError(f"Cannot make {path!r}: expected a path relative to the corpus root.")
-        stem = Path(path).stem.split("_" if corpus == "CREMA-D" else "-")
-        if corpus == "CREMA-D":
-            intensity = _CREMA_LEVEL_INTENSITY.get(stem[-1], 1.0)
-        elif corpus == "RAVDESS":
-            intensity = _RAVDESS_INTENSITY.get(stem[3] if len(stem) > 3 else "01", 1.0)
-        else:
-            intensity = 1.0
         try:
-            female = _FEMALE[corpus](str(speaker))
+            labels = parse_path(path)
         except ValueError as error:
-            raise ValueError(f"Cannot make {path!r}: speaker {speaker!r} is not a {corpus} speaker id.") from error
+            raise ValueError(f"Cannot make {path!r}: {error}") from error
+        female = labels["gender"] == "female" if labels["gender"] else int(labels["speaker"]) % 2 == 0
+        intensity = _NAMED_INTENSITY.get(labels["intensity"], 1.0)
         clips.append(_Clip(corpus, Path(path).as_posix(), str(speaker), female, str(speaker) == "OAF", emotion, intensity))
     return sorted(clips, key=lambda clip: clip.relpath)
 
