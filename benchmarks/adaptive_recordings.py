@@ -7,7 +7,7 @@ Trains the recipe (per clip and adaptive) on the other actors of ``--data``, the
 clips into recordings with ``--pause`` s of silence between them: ``all`` (all 60 clips, every emotion, in a
 random order) and ``skewed`` (one recording per pair of emotions: the actor's clips of two emotions only). Each
 recording is predicted as ``predict_emotion`` does (3 s windows every 1.5 s, silence gate), once per clip-window
-(``RECORDINGS_ADAPT = False``) and once with its voiced windows adapted to each other (``True``). A window is
+(``adapt=False``) and once with its voiced windows adapted to each other (``adapt=True``, the default). A window is
 scored against the clip that fills most of it; windows mostly in a pause are not scored. Prints window
 accuracy per recording kind and actor, and overall.
 """
@@ -25,7 +25,6 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ser_lib  # noqa: E402
-from ser_lib import predict  # noqa: E402
 from ser_lib.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from ser_lib.features import original_rows  # noqa: E402
 
@@ -81,8 +80,7 @@ def main() -> None:
                 path = Path(folder) / f"{speaker}_{name}.wav"
                 soundfile.write(path, y, SAMPLE_RATE)
                 for adapt in (False, True):
-                    predict.RECORDINGS_ADAPT = adapt
-                    result = ser_lib.predict_emotion(path, bundle, progress=False, n_jobs=-1)
+                    result = ser_lib.predict_emotion(path, bundle, adapt=adapt, progress=False, n_jobs=-1)
                     truth = window_labels(result.timeline, segments)
                     scored = [(t, e) for t, e in zip(truth, result.timeline["emotion"]) if t is not None and e != "silent"]
                     rows.append({"speaker": speaker, "recording": name.split()[0], "adapted": adapt, "windows": len(scored),

@@ -17,14 +17,15 @@ from ser_lib.recipes import RECIPES, get_recipe
 from ser_lib.recipes.original import FEATURE_BLOCKS, FEATURE_NAMES, build_mlp
 from ser_lib.recipes.original import SETTINGS as FEATURE_SETTINGS
 from ser_lib.recipes.original import compute as compute_features
+from ser_lib.stream import EmotionStream, replay
 from ser_lib.training import TrainingRun, cross_corpus, make_split, protocol_comparison, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioError", "CORPORA", "EMOTIONS", "EmotionModel", "FEATURE_BLOCKS", "FEATURE_NAMES", "FEATURE_SETTINGS",
+    "AudioError", "CORPORA", "EMOTIONS", "EmotionModel", "EmotionStream", "FEATURE_BLOCKS", "FEATURE_NAMES", "FEATURE_SETTINGS",
     "KAGGLE_HANDLE", "RECIPES", "TrainingRun", "build_mlp", "bundle_info", "compute_features", "conditions", "cross_corpus",
     "download_dataset", "enroll_speaker", "extract_features", "extract_many", "get_model", "get_recipe", "load_audio", "load_bundle", "load_corpus",
     "make_demo_corpus", "make_split", "parse_path", "predict_emotion", "predict_many", "protocol_comparison",
-    "save_bundle", "scan_corpora", "train",
+    "replay", "save_bundle", "scan_corpora", "train",
 ]

@@ -102,6 +102,40 @@ class SpeakerStatistics:
                    mix=None if mix is None else np.asarray(mix, dtype=np.float64))
 
 
+class RunningStatistics:
+    """A voice's statistics gathered one row at a time in constant memory (for a live stream).
+
+    The count, mean and variance of its raw feature rows (Welford's update, float64), and the mean
+    of the emotion shares given with each row (the adaptive model's probabilities of that row when
+    it came: an online :func:`estimate_mix`). ``start``: an enrolled speaker's statistics to go on from.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, start: SpeakerStatistics | None = None,
+                 typical_mix: np.ndarray | None = None):
+        self.n = 0 if start is None else int(start.n)
+        self.mean = np.zeros(n_features) if start is None else np.asarray(start.mean, dtype=np.float64).copy()
+        self.m2 = np.zeros(n_features) if start is None else np.asarray(start.var, dtype=np.float64) * self.n
+        mix = None if start is None else start.mix if start.mix is not None else typical_mix
+        self.shares = np.zeros(n_classes) if mix is None else np.asarray(mix, dtype=np.float64) * self.n
+        self.n_shares = 0 if mix is None else self.n
+
+    def add(self, row: np.ndarray) -> None:
+        row = np.asarray(row, dtype=np.float64).ravel()
+        self.n += 1
+        delta = row - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (row - self.mean)
+
+    def add_shares(self, shares: np.ndarray) -> None:
+        self.shares += np.asarray(shares, dtype=np.float64).ravel()
+        self.n_shares += 1
+
+    def statistics(self) -> SpeakerStatistics:
+        """The statistics so far; the emotion shares are the mean of those given (None before any)."""
+        mix = self.shares / self.n_shares if self.n_shares else None
+        return SpeakerStatistics(n=self.n, mean=self.mean.copy(), var=self.m2 / max(self.n, 1), mix=mix)
+
+
 def fit_prior(features: np.ndarray, speakers, labels, n_classes: int) -> SpeakerPrior:
     """The population statistics of the training speakers' original clips (raw features, one row per clip).
 

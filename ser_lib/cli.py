@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,6 +35,7 @@ MAIN_HELP = """Speech emotion recognition on CREMA-D, TESS, RAVDESS and SAVEE.
   ser predict FILE_OR_DIR... --artifacts DIR   the emotion of audio files, one row per file
   ser predict ... --speaker-by folder  adapt to each speaker's other clips (the adaptive mode)
   ser enroll NAME CLIP... --artifacts DIR   store a speaker's statistics; then ser predict --speaker NAME
+  ser listen --artifacts DIR          the emotion of the microphone, live, one line per window (Ctrl-C stops)
   ser info DIR                        what a model bundle is: recipe, classes, data, metrics, calibration, versions
 """
 SCHEDULER_HELP = ("a Dask scheduler (e.g. tcp://host:8786): {what} on its workers, which must reach the same paths "
@@ -175,6 +178,37 @@ def _enroll(args) -> int:
     return 1 if len(unused) else 0
 
 
+def _listen(args) -> int:
+    from ser_lib.stream import EmotionStream, Microphone, summary_line, window_line
+
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    microphone = Microphone(device, sr=args.sr)
+    stream = EmotionStream(args.artifacts, sr=microphone.sr, silence_db=args.silence_db, adapt=not args.no_adapt,
+                           speaker=args.speaker)
+    print(f"listening to {microphone.name} at {microphone.sr} Hz; a line every {HOP_SECONDS:g} s, Ctrl-C stops", flush=True)
+    # Ctrl-C stops the microphone between chunks, never in the middle of a window's analysis.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    printed = 0
+    try:
+        for chunk in microphone.chunks(stop):
+            for window in stream.feed(chunk).itertuples():
+                print(window_line(window), flush=True)
+                printed += 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    summary = stream.close()
+    for window in summary.timeline.iloc[printed:].itertuples():
+        print(window_line(window))
+    print(summary_line(summary))
+    if microphone.overflows:
+        print(f"warning: {microphone.overflows} chunks of audio were lost (the machine did not keep up)", file=sys.stderr)
+    if args.csv:
+        summary.timeline.to_csv(args.csv, index=False)
+        print(f"timeline: {args.csv}")
+    return 0
+
+
 def _info(args) -> int:
     from ser_lib.artifacts import bundle_info
 
@@ -278,6 +312,24 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--force", action="store_true", help="replace the speaker's stored statistics")
     enroll.add_argument("--quiet", action="store_true", help="no progress bar")
     enroll.set_defaults(handler=_enroll)
+
+    listen = commands.add_parser(
+        "listen", help="the emotion of the microphone, live",
+        description="Read the default microphone (or --device) and print one line per window as it is heard: time, "
+        "emotion, confidence and tier (high >= 70%%, medium >= 40%%, low), 'uncertain' and, once the voice's statistics "
+        "hold two windows, 'adapted(N)' (the windows adapted to, with an adaptive bundle). Ctrl-C stops and prints the "
+        "summary. Needs sounddevice: pip install 'ser_lib[live]'.",
+    )
+    listen.add_argument("--artifacts", default="artifacts", help="the model bundle folder (default: artifacts)")
+    listen.add_argument("--device", default=None, help="an input device's number or name (default: the system's)")
+    listen.add_argument("--sr", type=int, default=None, help="the sample rate to record at (default: the device's)")
+    listen.add_argument("--silence-db", type=float, default=SILENCE_DB,
+                        help=f"windows quieter than this RMS level (dBFS) are silent (default {SILENCE_DB:g})")
+    voice = listen.add_mutually_exclusive_group()
+    voice.add_argument("--speaker", metavar="NAME", help="start from this enrolled speaker's statistics (see ser enroll)")
+    voice.add_argument("--no-adapt", action="store_true", help="predict every window on its own, not adapted to the voice")
+    listen.add_argument("--csv", help="on stopping, write the timeline (one row per window) to this CSV file")
+    listen.set_defaults(handler=_listen)
 
     info = commands.add_parser("info", help="what a model bundle is",
                                description="What a model bundle is: its recipe, classes, feature settings, the data "

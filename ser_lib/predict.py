@@ -69,10 +69,6 @@ WHOLE_CLIP_MAX_S = 10.0
 # Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40.
 TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
 SILENT = "silent"
-# A long recording is one voice: its voiced windows are normalised by their own statistics when the
-# bundle has an adaptive mode. On real RAVDESS (benchmarks/adaptive_recordings.py) window accuracy goes
-# 38.9% -> 51.9% in recordings of every emotion, 40.9% -> 37.1% in recordings of two (ENHANCEMENTS.md).
-RECORDINGS_ADAPT = True
 # Audio read per block of a long recording (native-rate seconds) and windows per parallel job.
 _BLOCK_SECONDS = 30.0
 _WINDOWS_PER_JOB = 16
@@ -194,6 +190,7 @@ def predict_emotion(
     silence_db: float = SILENCE_DB,
     reference=None,
     speaker: str | None = None,
+    adapt: bool = True,
     n_jobs: int = 1,
     progress: bool = True,
 ) -> Prediction:
@@ -221,6 +218,12 @@ def predict_emotion(
     speaker : str, optional
         An enrolled speaker (:func:`enroll_speaker`) whose stored statistics are used. Not with
         ``reference``.
+    adapt : bool
+        A long recording is one voice: with an adaptive bundle its voiced windows are normalised by
+        their own statistics (and ``reference``'s or ``speaker``'s). On real RAVDESS
+        (``benchmarks/adaptive_recordings.py``) window accuracy goes 38.9% -> 51.9% in recordings of
+        every emotion, 40.9% -> 37.1% in recordings of only two (ENHANCEMENTS.md). False: every
+        window and clip is predicted per clip, as by a model without an adaptive mode.
     n_jobs : int
         Processes for the windows of a long recording (joblib; -1 for every core).
     progress : bool
@@ -243,19 +246,21 @@ def predict_emotion(
         errors name it).
     ValueError
         Bad ``window``/``hop``, or a bundle made for other features or classes; both ``reference``
-        and ``speaker``.
+        and ``speaker``, or either with ``adapt=False``.
     """
     window, hop = _check_windowing(window, hop)
     model = get_model(artifacts_dir)
     if reference is not None and speaker is not None:
         raise ValueError("Pass reference= (other clips of the voice) or speaker= (an enrolled speaker's name), not both.")
+    if not adapt and (reference is not None or speaker is not None):
+        raise ValueError("adapt=False predicts per clip: it cannot use reference= or speaker= (drop them, or adapt=True).")
     voice = load_enrolment(artifacts_dir, speaker) if speaker is not None else None
     if reference is not None:
         if isinstance(reference, (str, os.PathLike)):
             raise TypeError(f"reference={reference!r}: expected a list of clips of the same voice, not one path.")
         voice = np.stack([_reference_features(clip, model, window) for clip in reference]) if len(reference) else None
     return _predict_file(path, model, window=window, hop=hop, silence_db=silence_db, n_jobs=n_jobs, progress=progress,
-                         voice=voice)
+                         voice=voice, adapt=adapt)
 
 
 def _reference_features(path, model: EmotionModel, window: float) -> np.ndarray:
@@ -322,12 +327,12 @@ def _probe(path: Path) -> tuple[float | None, str | None]:
     return duration, truncation_warning(info)
 
 
-def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False, voice=None) -> Prediction:
+def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=False, voice=None, adapt=True) -> Prediction:
     path = Path(path)
     duration, warning = _probe(path)
     if _is_recording(model, duration, window, hop):
         result = _predict_long(path, model, duration=duration, window=window, hop=hop, silence_db=silence_db,
-                               n_jobs=n_jobs, progress=progress, voice=voice)
+                               n_jobs=n_jobs, progress=progress, voice=voice, adapt=adapt)
     else:
         clip, seconds_read, measures = _clip_features(path, model, window)
         result = _summarise(model, *_voice_probabilities(model, clip[None, :], voice), measures=measures,
@@ -419,20 +424,31 @@ def window_starts(n_samples: int, window: int, hop: int) -> np.ndarray:
     return starts
 
 
-def _mono_blocks(path: Path, sr: int):
-    """The file as mono float32 blocks at ``sr``, read and resampled as a stream (bounded memory)."""
-    import soundfile
+def resample_stream(native: int, sr: int):
+    """A soxr stream from ``native`` to ``sr`` Hz (None when they are equal): chunks of any size in, one signal out."""
     import soxr
 
+    return soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
+
+
+def open_audio(path):
+    """The file opened by soundfile, or an :class:`AudioError` saying it cannot be decoded."""
+    import soundfile
+
+    path = check_audio_path(path)
     try:
-        handle = soundfile.SoundFile(str(path))
+        return soundfile.SoundFile(str(path))
     except Exception as error:  # noqa: BLE001 - soundfile raises LibsndfileError, RuntimeError, ...
         raise AudioError(f"Cannot decode '{path}' as audio ({type(error).__name__}: {error}): "
                          "expected a WAV, FLAC, OGG or MP3 file.") from error
-    with handle:
+
+
+def mono_blocks(path, sr: int | None, seconds: float = _BLOCK_SECONDS):
+    """The file as mono float32 blocks of ``seconds`` at ``sr`` (None: its own rate), read and resampled as a stream."""
+    with open_audio(path) as handle:
         native = handle.samplerate
-        resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
-        frames = max(1, int(_BLOCK_SECONDS * native))
+        resampler = None if sr is None else resample_stream(native, sr)
+        frames = max(1, int(seconds * native))
         while True:
             try:
                 block = handle.read(frames=frames, dtype="float32", always_2d=True)
@@ -452,27 +468,53 @@ def _mono_blocks(path: Path, sr: int):
                 return
 
 
+class Windower:
+    """Cuts audio arriving in blocks of any size into the windows of :func:`window_starts`.
+
+    ``push(block)`` returns the ``(start, samples)`` of each window the block completes, regular ones
+    every ``hop`` samples; ``finish()`` the window aligned to the end, if the rest after the last
+    one needs it. Only what the next windows need is kept (at most ``window + hop`` samples and a block).
+    """
+
+    def __init__(self, window: int, hop: int, sr: int):
+        self.window, self.hop, self.sr = window, hop, sr
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.buffer_start = 0  # sample index of buffer[0]
+        self.next_start = 0
+        self.last_end = 0
+
+    @property
+    def n_samples(self) -> int:
+        return self.buffer_start + len(self.buffer)
+
+    def push(self, block: np.ndarray) -> list:
+        buffer = np.concatenate([self.buffer, np.asarray(block, dtype=np.float32)])
+        windows = []
+        while self.next_start + self.window <= self.buffer_start + len(buffer):
+            offset = self.next_start - self.buffer_start
+            windows.append((self.next_start, buffer[offset : offset + self.window]))
+            self.last_end = self.next_start + self.window
+            self.next_start += self.hop
+        # Keep what the next window needs, and the last `window` samples for an end-aligned window.
+        keep_from = min(self.next_start, self.buffer_start + len(buffer) - self.window)
+        if keep_from > self.buffer_start:
+            buffer = buffer[keep_from - self.buffer_start :].copy()
+            self.buffer_start = keep_from
+        self.buffer = buffer
+        return windows
+
+    def finish(self) -> list:
+        if self.n_samples - self.last_end >= MIN_DURATION * self.sr and self.n_samples >= self.window:
+            return [(self.n_samples - self.window, self.buffer[len(self.buffer) - self.window :])]
+        return []
+
+
 def _windows(path: Path, sr: int, window: int, hop: int):
     """``(start, samples)`` of each window, regular ones while reading, the end-aligned one last."""
-    buffer = np.zeros(0, dtype=np.float32)
-    buffer_start = 0  # sample index of buffer[0]
-    next_start = 0
-    last_end = 0
-    for block in _mono_blocks(path, sr):
-        buffer = np.concatenate([buffer, block])
-        while next_start + window <= buffer_start + len(buffer):
-            offset = next_start - buffer_start
-            yield next_start, buffer[offset : offset + window]
-            last_end = next_start + window
-            next_start += hop
-        # Keep what the next window needs, and the last `window` samples for an end-aligned window.
-        keep_from = min(next_start, buffer_start + len(buffer) - window)
-        if keep_from > buffer_start:
-            buffer = buffer[keep_from - buffer_start :].copy()
-            buffer_start = keep_from
-    n_samples = buffer_start + len(buffer)
-    if n_samples - last_end >= MIN_DURATION * sr and n_samples >= window:
-        yield n_samples - window, buffer[len(buffer) - window :]
+    windower = Windower(window, hop, sr)
+    for block in mono_blocks(path, sr):
+        yield from windower.push(block)
+    yield from windower.finish()
 
 
 def _level_db(samples: np.ndarray) -> float:
@@ -480,8 +522,37 @@ def _level_db(samples: np.ndarray) -> float:
     return 10 * math.log10(power) if power > 0 else -math.inf
 
 
-def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress, voice=None) -> Prediction:
+def window_table(model: EmotionModel, starts, window: float, probabilities, levels, *, adapted=False, measures=None):
+    """The timeline of windows: one row each (start, end, emotion, confidence, tier, uncertain, <classes>, level_db).
+
+    ``starts`` in seconds; ``probabilities`` [shape=(n, n_classes)], NaN rows for silent windows
+    (emotion ``"silent"``, confidence NaN, tier None); ``adapted`` (one flag or one per window)
+    says which model's abstention threshold applies; ``measures`` are the recording's
+    [shape=(4,)], or what they were when each window was scored [shape=(n, 4)] (a stream).
+    """
     import pandas as pd
+
+    classes = list(model.classes)
+    probabilities = np.atleast_2d(np.asarray(probabilities, dtype=float)).reshape(-1, len(classes))
+    starts = np.asarray(starts, dtype=float)
+    voiced = ~np.isnan(probabilities[:, 0])
+    top = np.where(voiced, np.nan_to_num(probabilities, nan=-1.0).argmax(axis=1), -1)
+    confidence = np.where(voiced, np.nan_to_num(probabilities, nan=0.0).max(axis=1), np.nan)
+    rows = None if measures is None else np.broadcast_to(measures, (len(starts), len(quality.MEASURES)))
+    timeline = pd.DataFrame({
+        "start": starts,
+        "end": starts + window,
+        "emotion": [classes[k] if k >= 0 else SILENT for k in top],
+        "confidence": confidence,
+        "tier": [confidence_tier(100 * c) for c in confidence],
+        "uncertain": voiced & model.uncertain(np.nan_to_num(confidence, nan=1.0), adapted, rows),
+    })
+    timeline[classes] = probabilities
+    timeline["level_db"] = np.round(np.asarray(levels, dtype=float), 2)
+    return timeline
+
+
+def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress, voice=None, adapt=True) -> Prediction:
     from tqdm.auto import tqdm
 
     sr = get_recipe(model.recipe).sample_rate
@@ -514,27 +585,17 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
 
             runner = Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2*n_jobs")
             results = list(runner(delayed(signal_rows)(model, stack) for stack in jobs()))
-    classes = list(model.classes)
     rows = np.concatenate([r for r, _ in results]) if results else np.empty((0, model.n_features), dtype=np.float32)
     measures = quality.recording_measures(np.concatenate([m for _, m in results])) if results else None
-    # One voice: its windows are clips of it (see RECORDINGS_ADAPT), with the other clips the caller knows of.
-    if voice is None and RECORDINGS_ADAPT:
+    # One voice: its windows are clips of it, with the other clips the caller knows of.
+    if voice is None and adapt:
         voice = rows[:0]
     voiced, adapted, n_clips = _voice_probabilities(model, rows, voice)
     n = len(starts)
-    probabilities = np.full((n, len(classes)), np.nan)
+    probabilities = np.full((n, len(model.classes)), np.nan)
     probabilities[voiced_index] = voiced
-    starts_s = np.asarray(starts, dtype=float) / sr
-    top = np.where(np.isnan(probabilities[:, 0]), -1, np.nan_to_num(probabilities, nan=-1.0).argmax(axis=1))
-    timeline = pd.DataFrame({
-        "start": starts_s,
-        "end": starts_s + window_n / sr,
-        "emotion": [classes[k] if k >= 0 else SILENT for k in top],
-        "confidence": np.nanmax(np.where(np.isnan(probabilities), -np.inf, probabilities), axis=1, initial=-np.inf),
-    })
-    timeline.loc[top < 0, "confidence"] = np.nan
-    timeline[classes] = probabilities
-    timeline["level_db"] = np.round(levels, 2)
+    timeline = window_table(model, np.asarray(starts) / sr, window_n / sr, probabilities, levels, adapted=adapted,
+                            measures=measures)
     result = _summarise(model, voiced, adapted, n_clips, measures=measures, duration=duration, timeline=timeline,
                         n_windows=n, n_silent=n - len(voiced_index))
     if result.error:
