@@ -977,23 +977,7 @@ def plot_timeline(timeline: pd.DataFrame, *, classes: Iterable[str]) -> Figure:
 
     fig = _new_figure(13, 5.8)
     ax_top, ax_prob = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2.2])
-    for start, end, emotion, conf in zip(starts, band_ends, emotions, confidence):
-        if emotion == _SILENT:
-            ax_top.axvspan(start, end, facecolor=_SILENT_COLOR, edgecolor="#9e9e9e", hatch="///", lw=0)
-        else:
-            alpha = 0.2 + 0.8 * (conf if np.isfinite(conf) else 1.0)
-            ax_top.axvspan(start, end, facecolor=emotion_color(emotion), alpha=alpha, lw=0)
-    # Name each run of equal windows once, where it is wide enough to hold the word.
-    run_start = 0
-    for i in range(1, len(emotions) + 1):
-        if i == len(emotions) or emotions[i] != emotions[run_start]:
-            left, right = starts[run_start], band_ends[i - 1]
-            if emotions[run_start] != _SILENT and right - left >= 0.06 * span:
-                ax_top.text((left + right) / 2, 0.5, emotions[run_start], ha="center", va="center",
-                            fontsize=9, fontweight="bold", color="#111111")
-            run_start = i
-    ax_top.set_yticks([])
-    ax_top.set_ylim(0, 1)
+    _window_bands(ax_top, starts, band_ends, emotions, confidence, span)
     ax_top.set_title("Top class per window (opacity = confidence, hatched = silent)", fontsize=10.5)
     ax_top.tick_params(labelbottom=False)
 
@@ -1022,6 +1006,73 @@ def plot_timeline(timeline: pd.DataFrame, *, classes: Iterable[str]) -> Figure:
         handles.append(Patch(facecolor=_SILENT_COLOR, edgecolor="#9e9e9e", hatch="///", label=_SILENT))
     fig.legend(handles=handles, title="Emotion", loc="outside right upper", frameon=False)
     fig.suptitle(f"Emotion over time ({span:.1f} s, {len(timeline)} windows)")
+    return fig
+
+
+def _window_bands(ax, starts, band_ends, emotions, confidence, span: float) -> None:
+    """One band per window coloured by its emotion (opacity = confidence, silent hatched), runs named once."""
+    for start, end, emotion, conf in zip(starts, band_ends, emotions, confidence):
+        if emotion == _SILENT:
+            ax.axvspan(start, end, facecolor=_SILENT_COLOR, edgecolor="#9e9e9e", hatch="///", lw=0)
+        else:
+            alpha = 0.2 + 0.8 * (conf if np.isfinite(conf) else 1.0)
+            ax.axvspan(start, end, facecolor=emotion_color(emotion), alpha=alpha, lw=0)
+    # Name each run of equal windows once, where it is wide enough to hold the word.
+    run_start = 0
+    for i in range(1, len(emotions) + 1):
+        if i == len(emotions) or emotions[i] != emotions[run_start]:
+            left, right = starts[run_start], band_ends[i - 1]
+            if emotions[run_start] != _SILENT and right - left >= 0.06 * span:
+                ax.text((left + right) / 2, 0.5, emotions[run_start], ha="center", va="center",
+                        fontsize=9, fontweight="bold", color="#111111")
+            run_start = i
+    ax.set_yticks([])
+    ax.set_ylim(0, 1)
+
+
+def plot_stream_snapshots(timeline: pd.DataFrame, *, classes: Iterable[str], moments: int = 3) -> Figure:
+    """A stream's timeline filling in: the windows shown by a few moments of the audio heard.
+
+    Parameters
+    ----------
+    timeline : pandas.DataFrame
+        A stream's windows (:class:`ser_lib.EmotionStream`): ``start``, ``end``, ``emotion``,
+        ``confidence`` and ``heard`` (seconds of audio fed when the window was shown).
+    classes : iterable of str
+        The model's classes (for the legend).
+    moments : int
+        How many moments, evenly spread up to the end of the stream.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        One strip per moment (as the top of :func:`plot_timeline`), time not yet heard left blank
+        and the moment marked.
+    """
+    classes = [str(c) for c in classes]
+    _check_table(timeline, ("start", "end", "emotion", "confidence", "heard"), name="timeline")
+    if len(timeline) == 0 or moments < 1:
+        raise ValueError(f"Expected a timeline with windows and moments >= 1, got {len(timeline)} windows and moments={moments}.")
+    timeline = timeline.sort_values("start", kind="stable").reset_index(drop=True)
+    starts, ends = timeline["start"].to_numpy(float), timeline["end"].to_numpy(float)
+    band_ends = np.append(starts[1:], ends[-1])
+    total = float(timeline["heard"].max())
+    fig = _new_figure(13, 1.1 + 1.0 * moments)
+    axes = np.atleast_1d(fig.subplots(moments, 1, sharex=True))
+    for k, ax in enumerate(axes, start=1):
+        moment = total * k / moments
+        shown = timeline["heard"].to_numpy(float) <= moment + 1e-9
+        _window_bands(ax, starts[shown], band_ends[shown], timeline["emotion"].astype(str).to_numpy()[shown],
+                      timeline["confidence"].to_numpy(float)[shown], ends[-1] - starts[0])
+        ax.axvline(moment, color="#111111", lw=1.2)
+        ax.set_ylabel(f"{moment:.0f} s heard", rotation=0, ha="right", va="center", fontsize=9)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+    axes[-1].set_xlim(starts[0], band_ends[-1])
+    axes[-1].set_xlabel("Time in the stream (s)")
+    handles = [Patch(facecolor=emotion_color(c), label=c) for c in classes]
+    fig.legend(handles=handles, title="Emotion", loc="outside right upper", frameon=False)
+    fig.suptitle("A live stream: each window shown once it is heard (opacity = confidence)")
     return fig
 
 
@@ -1153,6 +1204,46 @@ def plot_adaptation(table: pd.DataFrame) -> Figure:
         _tidy(ax, grid="y")
     fig.suptitle("Adapting to the speaker: each test speaker normalised by its own unlabelled clips")
     return fig
+
+
+def plot_stream_adaptation(table: pd.DataFrame, *, per_clip: float | None = None) -> Figure:
+    """A live stream adapting to the voice: window accuracy by the minutes of it heard.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per mode and span of minutes (``benchmarks/stream_adaptation.py``), in order, with
+        ``mode`` (e.g. ``"per window"``, ``"live adapted"``, ``"hindsight"``), ``span`` (a label),
+        ``accuracy_mean`` and ``accuracy_std`` over folds (fractions) and ``windows``.
+    per_clip : float, optional
+        The per-clip accuracy of the same models on whole clips, drawn dotted for reference.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        One line per mode over the spans, with error bars (std over folds).
+    """
+    _check_table(table, ("mode", "span", "accuracy_mean", "accuracy_std", "windows"), name="table")
+    spans = list(dict.fromkeys(table["span"].astype(str)))
+    styles = {"per window": ("#9e9e9e", "o", "-"), "live adapted": ("#3b75af", "s", "-"), "hindsight": ("#c0392b", "^", "--")}
+    fig = _new_figure(8, 4.6)
+    ax = fig.subplots()
+    for k, (mode, rows) in enumerate(table.groupby("mode", sort=False, observed=True)):
+        color, marker, line = styles.get(str(mode), (None, "o", "-"))
+        x = np.array([spans.index(str(s)) for s in rows["span"]]) + (k - 1) * 0.06
+        ax.errorbar(x, rows["accuracy_mean"], yerr=rows["accuracy_std"], color=color, marker=marker, ls=line,
+                    capsize=3, label=str(mode))
+    if per_clip is not None:
+        ax.axhline(per_clip, color="#555555", ls=":", lw=1, label="per clip (whole clips)")
+    ax.set_xticks(range(len(spans)), spans)
+    ax.set_xlabel("Minutes of the voice heard when the window ended")
+    ax.set_ylabel("Window accuracy on unseen speakers\n(mean ± std over folds)")
+    ax.yaxis.set_major_formatter(_percent_formatter())
+    ax.legend(frameon=False, loc="lower right")
+    _tidy(ax, grid="y")
+    fig.suptitle("A live stream adapting to the voice as it speaks")
+    return fig
+
 
 def plot_recordings(table: pd.DataFrame) -> Figure:
     """Recording conditions: accuracy and calibration per condition, per clip and adapted to the speaker.

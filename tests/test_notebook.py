@@ -17,7 +17,7 @@ NOTEBOOK = Path(__file__).parents[1] / "speech_emotion_recognition.ipynb"
 ORIGINAL_CHARTS = [
     "01_emotion_distribution", "02_dataset_distribution_pie", "03_emotion_by_dataset_stacked",
     "04_emotion_dataset_heatmap", "05_emotion_by_dataset_grouped", "06_training_history", "07_confusion_matrix",
-    "08_split_comparison", "09_reliability", "10_risk_coverage", "13_timeline",
+    "08_split_comparison", "09_reliability", "10_risk_coverage", "13_timeline", "16_live_stream",
 ]
 ORIGINAL_OUTPUTS = [
     "emotion_distribution.csv", "dataset_distribution.csv", "classification_report.csv", "confusion_matrix.csv",

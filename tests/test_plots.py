@@ -521,6 +521,33 @@ def test_timeline_rejects_bad_tables(timeline, change, message):
         plots.plot_timeline(change(timeline), classes=EMOTIONS)
 
 
+def test_stream_snapshots_show_only_the_windows_heard_by_each_moment(timeline):
+    streamed = timeline.assign(heard=timeline["end"])  # each window shown as soon as its end is heard
+    fig = plots.plot_stream_snapshots(streamed, classes=EMOTIONS, moments=3)
+    assert len(fig.axes) == 3
+    for k, ax in enumerate(fig.axes, start=1):
+        moment = streamed["end"].max() * k / 3
+        shown = int((streamed["heard"] <= moment + 1e-9).sum())
+        assert len(ax.patches) == shown and ax.get_ylabel() == f"{moment:.0f} s heard"
+    assert len(fig.axes[-1].patches) == len(streamed)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['heard'\]"):
+        plots.plot_stream_snapshots(timeline, classes=EMOTIONS)
+    with pytest.raises(ValueError, match="moments=0"):
+        plots.plot_stream_snapshots(streamed, classes=EMOTIONS, moments=0)
+
+
+def test_stream_adaptation_draws_one_line_per_mode():
+    spans = ["0-0.5 min", "0.5-1 min", "1-2 min"]
+    table = pd.DataFrame([{"mode": mode, "span": span, "accuracy_mean": 0.4 + 0.1 * k, "accuracy_std": 0.05, "windows": 50}
+                          for mode in ("per window", "live adapted", "hindsight") for k, span in enumerate(spans)])
+    fig = plots.plot_stream_adaptation(table, per_clip=0.62)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == spans
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["per clip (whole clips)", "per window", "live adapted", "hindsight"]
+    with pytest.raises(ValueError, match=r"\['windows'\]"):
+        plots.plot_stream_adaptation(table.drop(columns="windows"))
+
+
 def test_emotion_share_sorted_and_labelled():
     share = pd.Series({"sad": 0.125, "angry": 0.5, "happy": 0.375})
     fig = plots.plot_emotion_share(share, title="Recording 1")
