@@ -539,17 +539,16 @@ def window_table(model: EmotionModel, starts, window: float, probabilities, leve
     top = np.where(voiced, np.nan_to_num(probabilities, nan=-1.0).argmax(axis=1), -1)
     confidence = np.where(voiced, np.nan_to_num(probabilities, nan=0.0).max(axis=1), np.nan)
     rows = None if measures is None else np.broadcast_to(measures, (len(starts), len(quality.MEASURES)))
-    timeline = pd.DataFrame({
+    return pd.DataFrame({
         "start": starts,
         "end": starts + window,
         "emotion": [classes[k] if k >= 0 else SILENT for k in top],
         "confidence": confidence,
         "tier": [confidence_tier(100 * c) for c in confidence],
         "uncertain": voiced & model.uncertain(np.nan_to_num(confidence, nan=1.0), adapted, rows),
+        **{name: probabilities[:, k] for k, name in enumerate(classes)},
+        "level_db": np.round(np.asarray(levels, dtype=float), 2),
     })
-    timeline[classes] = probabilities
-    timeline["level_db"] = np.round(np.asarray(levels, dtype=float), 2)
-    return timeline
 
 
 def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, progress, voice=None, adapt=True) -> Prediction:

@@ -86,6 +86,7 @@ class EmotionStream:
         # and the recording's input measures so far (what its `uncertain` was judged by when it was shown).
         self._windows: list[tuple] = []
         self._measures = []  # of the voiced windows, for the recording's measures so far
+        self._empty = None  # the table of no window, made once
 
     @property
     def heard(self) -> float:
@@ -190,11 +191,16 @@ class EmotionStream:
         return model.adaptive.predict_proba(adapted, np.array([voice.n]))[0], True, voice.n
 
     def _table(self, first: int):
+        if first == len(self._windows) and self._empty is not None:
+            return self._empty.copy()  # most chunks complete no window: skip building a table
         starts, levels, probabilities, adapted, n_clips, heard, measures = map(list, list(zip(*self._windows[first:])) or [()] * 7)
         table = window_table(self.model, starts, self._window_seconds, np.array(probabilities).reshape(-1, len(self.model.classes)),
                              levels, adapted=np.array(adapted, dtype=bool),
                              measures=np.array(measures).reshape(-1, len(quality.MEASURES)))
-        return table.assign(adapted=adapted, n_clips=n_clips, heard=heard)
+        table = table.assign(adapted=adapted, n_clips=n_clips, heard=heard)
+        if self._empty is None and not len(table):
+            self._empty = table
+        return table
 
 
 def replay(path, artifacts_dir="artifacts", *, chunk_seconds: float = 0.1, **options) -> Prediction:
