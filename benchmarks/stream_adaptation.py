@@ -67,25 +67,29 @@ def span(minutes: float) -> str:
     return f"{low:g}+ min" if np.isinf(high) else f"{low:g}-{high:g} min"
 
 
-def report(windows: pd.DataFrame, per_clip: list, title: str) -> pd.DataFrame:
-    """Print window accuracy per span of minutes and mode (mean and std over folds); return that table."""
+def report(windows: pd.DataFrame, title: str) -> pd.DataFrame:
+    """Print window accuracy per span of minutes and mode, and its gain over per window on the same windows
+    (mean and std over folds); return that table."""
     windows = windows.assign(correct=windows["emotion"] == windows["predicted"])
     spans = [span(low) for low in EDGES[:-1]]
     by_fold = windows.groupby(["mode", "span", "fold"])["correct"].mean().unstack("fold")
+    gain = by_fold - by_fold.xs("per window", level="mode")
     summary = pd.DataFrame({
         "accuracy_mean": by_fold.mean(axis=1), "accuracy_std": by_fold.std(axis=1),
+        "gain_mean": gain.mean(axis=1), "gain_std": gain.std(axis=1),
         "windows": windows.groupby(["mode", "span"]).size(),
     }).reset_index()
     summary["mode"] = pd.Categorical(summary["mode"], MODES, ordered=True)
     summary["span"] = pd.Categorical(summary["span"], [s for s in spans if s in set(summary["span"])], ordered=True)
     summary = summary.sort_values(["mode", "span"]).reset_index(drop=True)
     print(f"\nwindow accuracy by minutes heard, {title} (mean, then std over folds; windows):")
-    for values in ("accuracy_mean", "accuracy_std", "windows"):
+    for values in ("accuracy_mean", "accuracy_std", "gain_mean", "gain_std", "windows"):
         print(summary.pivot(index="span", columns="mode", values=values).round(3).to_string(), end="\n\n")
     overall = windows.groupby(["mode", "fold"])["correct"].mean().unstack("mode")[list(MODES)]
     print("all windows, per fold:\n" + overall.round(3).to_string())
     print("mean: " + ", ".join(f"{m} {overall[m].mean():.3f} ± {overall[m].std():.3f}" for m in MODES))
-    print(f"per clip (whole clips, the headline protocol): {np.mean(per_clip):.3f} ± {np.std(per_clip, ddof=1):.3f}")
+    per_clip = windows.groupby("fold")["per_clip"].first()
+    print(f"per clip (whole clips, the headline protocol): {per_clip.mean():.3f} ± {per_clip.std():.3f}")
     return summary
 
 
@@ -98,7 +102,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chart", type=Path, help="write the chart (PNG) here")
     parser.add_argument("--csv", type=Path, help="write every scored window (CSV) here")
+    parser.add_argument("--report", type=Path, metavar="CSV", help="report (and chart) the windows of a run saved with --csv")
     args = parser.parse_args()
+    if args.report:
+        return finish(pd.read_csv(args.report), args)
 
     table = ser_lib.scan_corpora(args.data)
     features = ser_lib.extract_many(table, n_jobs=-1, recipe=args.recipe, progress=False)
@@ -131,16 +138,20 @@ def main() -> None:
                         if label is not None and window.emotion != "silent":
                             rows.append({"fold": fold, "speaker": speaker, "mode": mode, "end": window.end,
                                          "span": span(window.end / 60), "emotion": label, "predicted": window.emotion,
-                                         "confidence": window.confidence})
+                                         "confidence": window.confidence, "per_clip": per_clip[-1]})
             print(f"fold {fold} (test actors {sorted(test_actors)}): trained in {trained:.0f} s, per clip "
                   f"{per_clip[-1]:.3f}; streams of {run.predictions['speaker'].nunique()} speakers scored in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
     windows = pd.DataFrame(rows)
     if args.csv:
         windows.to_csv(args.csv, index=False)
-    summary = report(windows, per_clip, f"{args.recipe}, {args.folds} folds")
+    finish(windows, args)
+
+
+def finish(windows: pd.DataFrame, args) -> None:
+    summary = report(windows, f"{args.recipe}, {args.folds} folds")
     if args.chart:
-        chart = plots.plot_stream_adaptation(summary, per_clip=float(np.mean(per_clip)))
+        chart = plots.plot_stream_adaptation(summary, per_clip=float(windows.groupby("fold")["per_clip"].first().mean()))
         chart.savefig(args.chart, dpi=110, bbox_inches="tight")
 
 

@@ -1213,34 +1213,43 @@ def plot_stream_adaptation(table: pd.DataFrame, *, per_clip: float | None = None
     ----------
     table : pandas.DataFrame
         One row per mode and span of minutes (``benchmarks/stream_adaptation.py``), in order, with
-        ``mode`` (e.g. ``"per window"``, ``"live adapted"``, ``"hindsight"``), ``span`` (a label),
-        ``accuracy_mean`` and ``accuracy_std`` over folds (fractions) and ``windows``.
+        ``mode`` (``"per window"`` first, e.g. ``"live adapted"``, ``"hindsight"``), ``span`` (a
+        label), ``accuracy_mean`` and ``accuracy_std`` over folds, ``gain_mean`` and ``gain_std``
+        (accuracy minus per window's on the same windows, over folds), fractions.
     per_clip : float, optional
         The per-clip accuracy of the same models on whole clips, drawn dotted for reference.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
-        One line per mode over the spans, with error bars (std over folds).
+        Left: one line per mode over the spans, with error bars (std over folds). Right: each
+        other mode's gain over per window, the same windows, zero dashed.
     """
-    _check_table(table, ("mode", "span", "accuracy_mean", "accuracy_std", "windows"), name="table")
+    _check_table(table, ("mode", "span", "accuracy_mean", "accuracy_std", "gain_mean", "gain_std"), name="table")
     spans = list(dict.fromkeys(table["span"].astype(str)))
     styles = {"per window": ("#9e9e9e", "o", "-"), "live adapted": ("#3b75af", "s", "-"), "hindsight": ("#c0392b", "^", "--")}
-    fig = _new_figure(8, 4.6)
-    ax = fig.subplots()
+    fig = _new_figure(12, 4.6)
+    left, right = fig.subplots(1, 2, width_ratios=(3, 2))
     for k, (mode, rows) in enumerate(table.groupby("mode", sort=False, observed=True)):
         color, marker, line = styles.get(str(mode), (None, "o", "-"))
         x = np.array([spans.index(str(s)) for s in rows["span"]]) + (k - 1) * 0.06
-        ax.errorbar(x, rows["accuracy_mean"], yerr=rows["accuracy_std"], color=color, marker=marker, ls=line,
-                    capsize=3, label=str(mode))
+        left.errorbar(x, rows["accuracy_mean"], yerr=rows["accuracy_std"], color=color, marker=marker, ls=line,
+                      capsize=3, label=str(mode))
+        if k:
+            right.errorbar(x, rows["gain_mean"], yerr=rows["gain_std"], color=color, marker=marker, ls=line, capsize=3,
+                           label=str(mode))
     if per_clip is not None:
-        ax.axhline(per_clip, color="#555555", ls=":", lw=1, label="per clip (whole clips)")
-    ax.set_xticks(range(len(spans)), spans)
-    ax.set_xlabel("Minutes of the voice heard when the window ended")
-    ax.set_ylabel("Window accuracy on unseen speakers\n(mean ± std over folds)")
-    ax.yaxis.set_major_formatter(_percent_formatter())
-    ax.legend(frameon=False, loc="lower right")
-    _tidy(ax, grid="y")
+        left.axhline(per_clip, color="#555555", ls=":", lw=1, label="per clip (whole clips)")
+    right.axhline(0, color="#9e9e9e", ls="--", lw=1)
+    left.set_ylabel("Window accuracy on unseen speakers\n(mean ± std over folds)")
+    right.set_ylabel("Gain over per window, same windows (points)")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:+.0f}"))
+    left.yaxis.set_major_formatter(_percent_formatter())
+    left.legend(frameon=False, loc="lower left", fontsize=8)
+    for ax in (left, right):
+        ax.set_xticks(range(len(spans)), spans, rotation=30, ha="right")
+        ax.set_xlabel("Minutes of the voice heard when the window ended")
+        _tidy(ax, grid="y")
     fig.suptitle("A live stream adapting to the voice as it speaks")
     return fig
 

@@ -538,14 +538,17 @@ def test_stream_snapshots_show_only_the_windows_heard_by_each_moment(timeline):
 
 def test_stream_adaptation_draws_one_line_per_mode():
     spans = ["0-0.5 min", "0.5-1 min", "1-2 min"]
-    table = pd.DataFrame([{"mode": mode, "span": span, "accuracy_mean": 0.4 + 0.1 * k, "accuracy_std": 0.05, "windows": 50}
-                          for mode in ("per window", "live adapted", "hindsight") for k, span in enumerate(spans)])
+    table = pd.DataFrame([{"mode": mode, "span": span, "accuracy_mean": 0.4 + 0.1 * k + 0.02 * m, "accuracy_std": 0.05,
+                           "gain_mean": 0.02 * m, "gain_std": 0.01}
+                          for m, mode in enumerate(("per window", "live adapted", "hindsight")) for k, span in enumerate(spans)])
     fig = plots.plot_stream_adaptation(table, per_clip=0.62)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == spans
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["per clip (whole clips)", "per window", "live adapted", "hindsight"]
-    with pytest.raises(ValueError, match=r"\['windows'\]"):
-        plots.plot_stream_adaptation(table.drop(columns="windows"))
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_xticklabels()] == spans
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["per clip (whole clips)", "per window", "live adapted", "hindsight"]
+    # The gain panel: the other modes only, each at its gain over per window.
+    assert len(right.containers) == 2 and right.containers[0].lines[0].get_ydata() == pytest.approx([0.02] * 3)
+    with pytest.raises(ValueError, match=r"\['gain_std'\]"):
+        plots.plot_stream_adaptation(table.drop(columns="gain_std"))
 
 
 def test_emotion_share_sorted_and_labelled():
