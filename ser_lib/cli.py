@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "much of the audio its header announces is missing) and error (why a file could not be read; the "
         "others are still predicted). A recording of at least --window + --hop seconds is analysed "
         "in overlapping windows: its row holds the mean over windows above the silence gate, and --timeline "
-        "writes one row per window (start, end, emotion, confidence and class probabilities in 0-1). "
+        "writes one row per window (start, end, emotion, confidence, tier, uncertain and class probabilities in 0-1). "
         "Exits 1 if any file failed, 2 if nothing could be predicted (no files, bad bundle).",
     )
     predict.add_argument("inputs", nargs="*", help="audio files or folders")

@@ -123,8 +123,9 @@ class Prediction(tuple):
     distribution : pd.Series
         Class -> mean probability over the non-silent windows (the clip's probabilities for a clip).
     timeline : pd.DataFrame or None
-        One row per window (start, end, emotion, confidence, one column per class, level_db),
-        ``confidence`` and class columns in 0-1 and NaN for ``"silent"`` windows; None for a clip.
+        One row per window (:func:`window_table`: start, end, emotion, confidence, tier, uncertain,
+        one column per class, level_db), ``confidence`` and class columns in 0-1 and NaN for
+        ``"silent"`` windows; None for a clip.
     duration : float
         Seconds of audio in the file.
     n_windows, n_silent : int
@@ -680,7 +681,7 @@ def predict_many(
         missing); ``error`` is empty for files that were predicted. With ``speakers`` or
         ``speaker``, also ``speaker`` (after ``path``), ``adapted`` and ``n_clips`` (the clips its
         speaker's statistics came from) after ``uncertain``.
-    timeline : pd.DataFrame [columns: path, start, end, emotion, confidence, <one per class>, level_db]
+    timeline : pd.DataFrame [columns: path, start, end, emotion, confidence, tier, uncertain, <one per class>, level_db]
         Only with ``return_timeline``: one row per window of each predicted file (one row for a
         clip); ``confidence`` and class columns in 0-1.
     """
@@ -761,7 +762,7 @@ def predict_many(
     table = pd.DataFrame(table_rows, columns=columns)
     if not return_timeline:
         return table
-    columns = ["path", "start", "end", "emotion", "confidence", *classes, "level_db"]
+    columns = ["path", "start", "end", "emotion", "confidence", "tier", "uncertain", *classes, "level_db"]
     timeline = pd.concat(timelines, ignore_index=True)[columns] if timelines else pd.DataFrame(columns=columns)
     return table, timeline
 
@@ -787,7 +788,8 @@ def _file_timeline(path: str, result: Prediction, window: float):
         return result.timeline.assign(path=path)
     return pd.DataFrame([{
         "path": path, "start": 0.0, "end": min(result.duration, window), "emotion": result.emotion,
-        "confidence": result.confidence / 100, **result.probabilities, "level_db": math.nan,
+        "confidence": result.confidence / 100, "tier": result.tier, "uncertain": result.uncertain, **result.probabilities,
+        "level_db": math.nan,
     }])
 
 

@@ -137,8 +137,7 @@ class EmotionStream:
         probabilities = timeline.loc[voiced, list(self.model.classes)].to_numpy()
         adapted = bool(timeline.loc[voiced, "adapted"].iloc[-1]) if voiced.any() else False
         n_clips = 0 if self._voice is None else self._voice.n
-        measures = quality.recording_measures(np.array(self._measures)) if self._measures else None
-        result = _summarise(self.model, probabilities, adapted, n_clips, measures=measures,
+        result = _summarise(self.model, probabilities, adapted, n_clips, measures=self._recording_measures(),
                             duration=self.heard, timeline=timeline, n_windows=len(timeline),
                             n_silent=int((~voiced).sum()))
         if result.error and len(timeline):
@@ -172,9 +171,14 @@ class EmotionStream:
                 features, measures = signal_rows(self.model, [samples])
                 self._measures.append(measures[0])
                 probabilities, adapted, n_clips = self._predict(features)
-            so_far = quality.recording_measures(np.array(self._measures)) if self._measures else np.full(len(quality.MEASURES), np.nan)
+            so_far = self._recording_measures()
+            so_far = np.full(len(quality.MEASURES), np.nan) if so_far is None else so_far
             self._windows.append((start / self._rate, level, probabilities, adapted, n_clips, self.heard, so_far))
         return self._table(first)
+
+    def _recording_measures(self) -> np.ndarray | None:
+        """The recording's input measures (:func:`ser_lib.quality.recording_measures`) from the voiced windows so far."""
+        return quality.recording_measures(np.array(self._measures)) if self._measures else None
 
     def _predict(self, features: np.ndarray) -> tuple[np.ndarray, bool, int]:
         """One voiced window's probabilities, whether adapted, and the windows its voice's statistics held."""
