@@ -5,7 +5,7 @@
                                            [--chart PNG] [--csv CSV]
 
 In each fold of ``ravdess_cv.py`` (the same test actors and validation actors) the recipe is trained (per clip
-and adaptive) on the twelve other actors. Each test actor's 60 clips are joined, in a random order with
+and adaptive) on the twelve other actors. Each test actor's 60 clips are joined, in a random order of its own with
 ``--pause`` s of silence between them, into one recording of about 5 minutes, which is fed to
 ``ser_lib.EmotionStream`` in 100 ms chunks: with adaptation off (``per window``), and on (``live adapted``: each
 window adapted to the voiced windows heard up to it, never rescored). Beside them, the whole recording adapted at
@@ -112,6 +112,7 @@ def main() -> None:
     originals = original_rows(features)
     memo = shared_features()
     rows, per_clip = [], []
+    order = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as folder:
         for fold, test_actors in enumerate(FOLDS[args.folds], start=1):
             split = fold_split(originals, test_actors, seed=args.seed + fold)
@@ -123,7 +124,8 @@ def main() -> None:
             memo.clear()
             start = time.perf_counter()
             for speaker, own in run.predictions.groupby("speaker"):
-                own = own.sample(frac=1, random_state=args.seed + fold)
+                # Each speaker its own order: the clips heard in a span of minutes differ from speaker to speaker.
+                own = own.sample(frac=1, random_state=order)
                 y, segments = join(own["path"], own["emotion"], args.pause)
                 path = Path(folder) / f"{speaker}.wav"
                 soundfile.write(path, y, SAMPLE_RATE)
