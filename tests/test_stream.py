@@ -86,7 +86,7 @@ def test_each_window_comes_once_as_soon_as_it_is_complete_whatever_the_chunk_siz
         stream.feed(recording[:100])
 
 
-def test_adaptation_learns_the_voice_from_the_windows_heard_so_far(demo_run, bundle, recording):
+def test_adaptation_learns_the_voice_from_the_windows_heard_so_far(bundle, recording):
     model = ser_lib.get_model(bundle)
     stream = EmotionStream(bundle, sr=SR)
     stream.feed(recording)
@@ -98,8 +98,8 @@ def test_adaptation_learns_the_voice_from_the_windows_heard_so_far(demo_run, bun
     assert voiced["adapted"].tolist() == [False] + [True] * (len(voiced) - 1)
     assert summary.adapted and summary.n_clips == len(voiced)
     # Its statistics in constant memory equal those of all the voiced windows' features.
-    windows = [(start, recording[int(round(start * SR)) : int(round(start * SR)) + 3 * SR]) for start in voiced["start"]]
-    features = ser_lib.predict.signal_features(model, [samples for _, samples in windows])
+    windows = [recording[int(round(start * SR)) : int(round(start * SR)) + 3 * SR] for start in voiced["start"]]
+    features = ser_lib.predict.signal_features(model, windows)
     expected = SpeakerStatistics.of(features)
     statistics = stream._voice.statistics()
     np.testing.assert_allclose(statistics.mean, expected.mean, rtol=1e-6, atol=1e-9)
@@ -110,6 +110,10 @@ def test_adaptation_learns_the_voice_from_the_windows_heard_so_far(demo_run, bun
     classes = list(model.classes)
     later = voiced.index[1:]
     assert not np.allclose(timeline.loc[later, classes], per_clip.loc[later, classes], atol=1e-3)
+    # Causal: a window shown is adapted to what came before it only, whatever is heard after.
+    early = EmotionStream(bundle, sr=SR).feed(recording[: len(recording) // 2])
+    assert 5 < len(early) < len(timeline)
+    np.testing.assert_allclose(early[classes].to_numpy(), timeline.loc[: len(early) - 1, classes].to_numpy(), atol=1e-12)
 
 
 def replay_array(bundle, y, **options):
