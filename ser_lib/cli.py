@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen = commands.add_parser(
         "listen", help="the emotion of the microphone, live",
         description="Read the default microphone (or --device) and print one line per window as it is heard: time, "
-        "emotion, confidence and tier (high >= 70%%, medium >= 40%%, low), 'uncertain' and, once the voice's statistics "
+        "emotion, confidence and tier (high >= 70%, medium >= 40%, low), 'uncertain' and, once the voice's statistics "
         "hold two windows, 'adapted(N)' (the windows adapted to, with an adaptive bundle). Ctrl-C stops and prints the "
         "summary. Needs sounddevice: pip install 'ser_lib[live]'.",
     )

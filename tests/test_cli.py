@@ -109,8 +109,9 @@ def test_info_on_a_folder_without_a_bundle(tmp_path, capsys):
     assert_one_error_line(code, err, "missing model_metadata.json")
 
 
-def test_predict_help_prints_percent_signs_once(capsys):
+@pytest.mark.parametrize("command", ["predict", "listen"])
+def test_help_prints_percent_signs_once(command, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["predict", "--help"])
+        cli.main([command, "--help"])
     out = capsys.readouterr().out
     assert "70%" in out and "%%" not in out
