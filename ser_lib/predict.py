@@ -762,7 +762,8 @@ def predict_many(
     table = pd.DataFrame(table_rows, columns=columns)
     if not return_timeline:
         return table
-    columns = ["path", "start", "end", "emotion", "confidence", "tier", "uncertain", *classes, "level_db"]
+    # window_table's columns, whatever they are, with the file's path first.
+    columns = ["path", *window_table(model, [], window, np.empty((0, len(classes))), []).columns]
     timeline = pd.concat(timelines, ignore_index=True)[columns] if timelines else pd.DataFrame(columns=columns)
     return table, timeline
 

@@ -37,6 +37,7 @@ from ser_lib.predict import (
 )
 from ser_lib.recipes import get_recipe
 
+
 class EmotionStream:
     """The emotion of a live stream of audio, one window at a time.
 
