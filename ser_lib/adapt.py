@@ -21,10 +21,6 @@ speakers' shares come from their labels; an unlabelled speaker's are estimated (
 adapt without correction, take the adaptive model's mean probabilities as the shares, correct,
 ``MIX_ITERATIONS`` times. On RAVDESS this puts a speaker heard in two emotions 0.3-1.9 points above the
 per-clip accuracy instead of 9 points below it, for about 1.6 points on speakers heard in all (ENHANCEMENTS.md).
-An estimate's deviation from the typical shares is part emotion and part noise (the model's errors
-on that voice): it is shrunk by the share noise explains (:func:`shrink_mix`, a positive-part
-James-Stein estimate), the noise measured in training as the estimates' squared error on held-out
-speakers, ``a + b / n`` for ``n`` clips (:func:`fit_mix_noise`).
 
 A speaker with fewer than ``MIN_CLIPS`` clips is predicted per clip. The adaptive model is trained
 on training speakers normalised by their own clips (augmented copies are normalised with their
@@ -64,9 +60,7 @@ class SpeakerPrior:
     are per standardised feature: within-speaker variance over between-speaker variance of the
     means, and the pooled within-speaker variance. ``effects`` [shape=(n_classes, n_features)]:
     each emotion's mean deviation from its speaker's mean (standardised); ``typical_mix``: the
-    emotions' shares among the training clips. ``mix_noise`` ``(a, b)``: an estimated mix's expected
-    squared error over ``n`` clips is ``a + b / n`` (:func:`fit_mix_noise`; None: estimates are not
-    shrunk, as in bundles saved before it).
+    emotions' shares among the training clips.
     """
 
     mean: np.ndarray
@@ -75,19 +69,17 @@ class SpeakerPrior:
     within: np.ndarray
     effects: np.ndarray
     typical_mix: np.ndarray
-    mix_noise: np.ndarray | None = None
 
-    _NAMES = ("mean", "scale", "kappa", "within", "effects", "typical_mix", "mix_noise")
+    _NAMES = ("mean", "scale", "kappa", "within", "effects", "typical_mix")
 
     def arrays(self) -> dict:
-        return {f"adapt_{name}": getattr(self, name) for name in self._NAMES if getattr(self, name) is not None}
+        return {f"adapt_{name}": getattr(self, name) for name in self._NAMES}
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> SpeakerPrior | None:
         if "adapt_mean" not in arrays:
             return None
-        return cls(**{name: np.asarray(arrays[f"adapt_{name}"], dtype=np.float64)
-                      for name in cls._NAMES if f"adapt_{name}" in arrays})
+        return cls(**{name: np.asarray(arrays[f"adapt_{name}"], dtype=np.float64) for name in cls._NAMES})
 
 
 @dataclass
@@ -242,39 +234,7 @@ def estimate_mix(features: np.ndarray, prior: SpeakerPrior, probabilities) -> Sp
     statistics = SpeakerStatistics.of(features)
     for _ in range(MIX_ITERATIONS):
         statistics.mix = probabilities(adapt(features, statistics, prior)).mean(axis=0)
-    statistics.mix = shrink_mix(statistics.mix, statistics.n, prior)
     return statistics
-
-
-def shrink_mix(mix: np.ndarray | None, n: int, prior: SpeakerPrior) -> np.ndarray | None:
-    """Estimated emotion shares over ``n`` clips, their deviation from the typical shares shrunk by the share noise explains.
-
-    Positive-part James-Stein: the deviation ``d`` is scaled by ``max(0, 1 - noise / |d|^2)``, with
-    ``noise = a + b / n`` (``prior.mix_noise``). A voice heard in every emotion, whose estimate
-    deviates by about the noise, keeps nearly the typical shares (no correction); one heard in
-    two emotions, far beyond it, keeps most of its estimate. Unchanged without ``mix_noise``.
-    """
-    if mix is None or prior.mix_noise is None:
-        return mix
-    deviation = np.asarray(mix, dtype=np.float64) - prior.typical_mix
-    size = float(deviation @ deviation)
-    noise = prior.mix_noise[0] + prior.mix_noise[1] / max(n, 1)
-    return prior.typical_mix + (max(0.0, 1 - noise / size) if size > 0 else 0.0) * deviation
-
-
-def fit_mix_noise(n_clips, squared_errors) -> np.ndarray:
-    """``(a, b)``, both >= 0, of the least-squares fit ``squared_error ~ a + b / n``.
-
-    ``n_clips``, ``squared_errors``: per batch of a held-out voice, its clips and the squared
-    distance of its estimated shares (:func:`estimate_mix`, before shrinking) from its labels' shares.
-    """
-    from scipy.optimize import nnls
-
-    n_clips, squared_errors = np.asarray(n_clips, dtype=np.float64), np.asarray(squared_errors, dtype=np.float64)
-    if len(n_clips) == 0:
-        raise ValueError("Fitting the share noise needs at least one held-out batch of clips, got none.")
-    coefficients, _ = nnls(np.column_stack([np.ones_like(n_clips), 1 / n_clips]), squared_errors)
-    return coefficients
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import threading
 import numpy as np
 
 from ser_lib import quality
-from ser_lib.adapt import MIN_CLIPS, RunningStatistics, adapt, shrink_mix
+from ser_lib.adapt import MIN_CLIPS, RunningStatistics, adapt
 from ser_lib.audio import AudioError
 from ser_lib.kernels import ensure_kernels
 from ser_lib.predict import (
@@ -192,7 +192,7 @@ class EmotionStream:
         voice.add_shares(model.adaptive.predict_proba_uncalibrated(adapt(features, statistics, model.prior))[0])
         if voice.n < MIN_CLIPS:
             return model.predict_proba(features)[0], False, voice.n
-        statistics.mix = shrink_mix(voice.statistics().mix, voice.n, model.prior)
+        statistics.mix = voice.statistics().mix
         adapted = adapt(features, statistics, model.prior)
         return model.adaptive.predict_proba(adapted, np.array([voice.n]))[0], True, voice.n
 

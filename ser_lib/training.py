@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib import evaluate, quality
-from ser_lib.adapt import (CALIBRATION_BATCHES, MIN_CLIPS, adapt_rows, dealt, estimate_mix, fit_mix_noise, fit_prior,
-                           shrink_mix, statistics_by_speaker)
+from ser_lib.adapt import CALIBRATION_BATCHES, adapt_rows, dealt, fit_prior, statistics_by_speaker
 from ser_lib.conditions import CONDITIONS
 from ser_lib.features import feature_matrix
 from ser_lib.model import EmotionModel, softmax
@@ -361,35 +360,18 @@ def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, cov
     estimated by that model), with all of them and dealt into batches of each of
     ``CALIBRATION_BATCHES``, so the temperature's clip term learns how much rougher few clips
     are; the abstention threshold keeps ``coverage`` of the predictions with all of a speaker's clips.
-    First, the same batches' estimated emotion shares against their labels' fit the share noise that
-    :func:`ser_lib.adapt.shrink_mix` removes (``model.prior.mix_noise``).
     """
     rng = np.random.default_rng(seed)
-    batches = []  # (held-out model, rows, a batch id per row, whether a batch is a voice's every clip)
-    for fold_model, rows in held_out:
-        rows = np.flatnonzero(rows)
-        batches += [(fold_model, rows, speakers[rows] if size is None else dealt(speakers[rows], size, rng), size is None)
-                    for size in (None, *CALIBRATION_BATCHES)]
-    # Each batch's shares estimated as for a user (unshrunk: no noise known yet); their errors fit the noise.
-    model.prior.mix_noise, estimates, n_clips, squared_errors = None, [], [], []
-    for fold_model, rows, ids, _ in batches:
-        estimates.append({})
-        for batch in np.unique(ids):
-            own = rows[ids == batch]
-            if len(own) >= MIN_CLIPS:
-                estimates[-1][batch] = estimate_mix(x[own], model.prior, fold_model.predict_proba_uncalibrated)
-                labelled = np.bincount(y[own], minlength=len(model.classes)) / len(own)
-                n_clips.append(len(own))
-                squared_errors.append(float(np.sum((estimates[-1][batch].mix - labelled) ** 2)))
-    model.prior.mix_noise = fit_mix_noise(n_clips, squared_errors)
     versions = []
-    for (fold_model, rows, ids, full), statistics in zip(batches, estimates):
-        for own in statistics.values():
-            own.mix = shrink_mix(own.mix, own.n, model.prior)
-        adapted_x, adapted, n_clips = replace(model, adaptive=fold_model).adapt_speakers(x[rows], ids, statistics)
-        kept = adapted_x[adapted]  # a batch of one clip is predicted per clip
-        versions.append((fold_model.predict_proba_uncalibrated(kept), y[rows][adapted], fold_model.atypicality(kept),
-                         n_clips[adapted], np.full(adapted.sum(), full)))
+    for fold_model, rows in held_out:
+        as_user = replace(model, adaptive=fold_model)
+        rows = np.flatnonzero(rows)
+        for size in (None, *CALIBRATION_BATCHES):
+            ids = speakers[rows] if size is None else dealt(speakers[rows], size, rng)
+            adapted_x, adapted, n_clips = as_user.adapt_speakers(x[rows], ids)
+            kept = adapted_x[adapted]  # a batch of one clip is predicted per clip
+            versions.append((fold_model.predict_proba_uncalibrated(kept), y[rows][adapted], fold_model.atypicality(kept),
+                             n_clips[adapted], np.full(adapted.sum(), size is None)))
     probabilities, labels, spread, n_clips, full = (np.concatenate(column) for column in zip(*versions))
     return {**_fit_calibration(model.adaptive, probabilities, labels, spread, coverage=coverage, n_clips=n_clips,
                                threshold_rows=full),

@@ -64,34 +64,6 @@ def test_a_speaker_heard_in_one_emotion_keeps_it_when_the_shares_are_known_or_es
     assert estimated.mix[1] > 0.8 and adapt.adapt(clips, estimated, prior).mean() > 1
 
 
-def test_estimated_shares_keep_only_the_deviation_beyond_their_noise():
-    typical = np.array([0.25, 0.25, 0.25, 0.25])
-    prior = adapt.SpeakerPrior(mean=np.zeros(1), scale=np.ones(1), kappa=np.ones(1), within=np.ones(1),
-                               effects=np.zeros((4, 1)), typical_mix=typical, mix_noise=np.array([0.01, 0.4]))
-    # 20 clips: noise 0.01 + 0.4 / 20 = 0.03. A deviation of about the noise is taken for noise: typical shares.
-    near = typical + np.array([0.1, -0.1, 0.05, -0.05])  # squared size 0.025
-    np.testing.assert_allclose(adapt.shrink_mix(near, 20, prior), typical)
-    # Two emotions only (squared size 0.25): the deviation is kept but for its share of noise, 0.03 / 0.25.
-    skewed = np.array([0.5, 0.5, 0.0, 0.0])
-    np.testing.assert_allclose(adapt.shrink_mix(skewed, 20, prior), typical + (1 - 0.03 / 0.25) * (skewed - typical))
-    # The more clips, the less noise: the same estimate over 400 clips is shrunk less.
-    assert np.abs(adapt.shrink_mix(skewed, 400, prior) - skewed).sum() < np.abs(adapt.shrink_mix(skewed, 20, prior) - skewed).sum()
-    # Bundles saved before the noise was measured keep their estimates; so does an unknown mix.
-    old = adapt.SpeakerPrior(**{**vars(prior), "mix_noise": None})
-    np.testing.assert_array_equal(adapt.shrink_mix(near, 20, old), near)
-    assert adapt.shrink_mix(None, 20, prior) is None
-    assert "adapt_mix_noise" not in old.arrays() and adapt.SpeakerPrior.from_arrays(old.arrays()).mix_noise is None
-    np.testing.assert_array_equal(adapt.SpeakerPrior.from_arrays(prior.arrays()).mix_noise, prior.mix_noise)
-
-
-def test_the_share_noise_is_fitted_as_a_constant_plus_a_term_falling_with_the_clips():
-    n = np.array([5, 5, 10, 20, 60, 60])
-    np.testing.assert_allclose(adapt.fit_mix_noise(n, 0.004 + 0.5 / n), [0.004, 0.5], atol=1e-9)
-    assert adapt.fit_mix_noise(n, 0.1 - 0.2 / n).min() >= 0  # never a negative noise
-    with pytest.raises(ValueError, match="at least one held-out batch"):
-        adapt.fit_mix_noise([], [])
-
-
 def test_the_adaptive_mode_is_trained_on_speakers_normalised_by_their_own_original_clips(trained):
     run, features, _ = trained
     model = run.model
@@ -113,9 +85,6 @@ def test_the_adaptive_mode_is_trained_on_speakers_normalised_by_their_own_origin
     assert set(n_clips) == set(clips.loc[rows].groupby("speaker").size())
     # Calibrated on its own: the adaptive model has its temperature and abstention threshold.
     assert model.adaptive.temperature != model.temperature and 0 < model.adaptive.metadata["abstain_threshold"] < 1
-    # The share noise measured on those held-out batches: estimates of fewer clips are noisier.
-    a, b = model.prior.mix_noise
-    assert a >= 0 and b > 0
     assert run.adaptive_metrics["n"] == len(test) and 0 <= run.adaptive_metrics["ece"] <= 1
 
 
@@ -135,7 +104,6 @@ def test_one_clip_or_an_unknown_voice_is_predicted_per_clip(trained):
 def test_the_bundle_carries_both_models_and_files_of_a_speaker_are_adapted_as_in_training(trained, tmp_path):
     run, _, bundle = trained
     test = run.predictions
-    np.testing.assert_array_equal(ser_lib.load_bundle(bundle).prior.mix_noise, run.model.prior.mix_noise)
     table = ser_lib.predict_many(test["path"], bundle, speakers=test["speaker"], progress=False)
     assert list(table.columns[:3]) == ["path", "speaker", "emotion"] and {"adapted", "n_clips"} <= set(table.columns)
     assert table["adapted"].all() and (table["emotion"] == run.adaptive_predictions["predicted"]).all()
