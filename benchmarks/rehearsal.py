@@ -2,6 +2,7 @@
 
     python benchmarks/rehearsal.py [--manifest ../shared/data/kaggle_bundle_manifest.csv] [--root /tmp/ser_rehearsal]
                                    [--recipes original,best] [--speakers 1.0] [--runs 2] [--workers -1]
+                                   [--compared-only]
 
 Makes a synthetic corpus of exactly the bundle's files (``make_demo_corpus(like=manifest)``: 12,162 clips, 121
 speakers, the real per-corpus and per-emotion counts and native sample rates), then runs the notebook's default
@@ -10,7 +11,8 @@ adaptive-mode evaluation), the random split, the recording conditions, cross-cor
 features and training. The first run starts from an empty feature cache (a first notebook run), the second
 reuses it (a rerun). Peak memory is the largest resident set of this process and its worker processes together,
 sampled every 0.2 s. ``--speakers 0.25`` keeps a quarter of each corpus's speakers (a smaller rehearsal, to
-see how a stage grows). Issue 13's targets on 2 cores: first run <= 30 min, rerun <= 5 min, peak <= 8 GB.
+see how a stage grows). ``--compared-only`` runs the compared recipe's stages alone (after loading the corpus).
+Issue 13's targets on 2 cores: first run <= 30 min, rerun <= 5 min, peak <= 8 GB.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ class PeakMemory:
         self._thread.join()
 
 
-def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: int):
-    """(stage, function) pairs in the notebook's order; each function takes and returns a dict of results."""
+def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: int, *, compared_only: bool = False):
+    """(stage, function) pairs in the notebook's order; each function takes and returns a dict of results.
+
+    ``compared_only``: loading the corpus, then only the compared recipes' stages.
+    """
     main, compared = recipes[0], recipes[1:]
     options = dict(n_jobs=workers, cache_dir=cache_dir, progress=False, warn=False)
 
@@ -92,6 +97,8 @@ def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: in
     stages = [("load the corpus", load), (f"features, {main}", features),
               (f"train {main}, speaker split (+ adaptation)", speaker_split), (f"train {main}, random split", random_split),
               (f"recording conditions, {main}", recordings), (f"cross-corpus, {main}", cross)]
+    if compared_only:
+        stages = stages[:1]
     for other in compared:
         def other_features(state, other=other):
             state[other] = ser_lib.extract_many(state["table"], recipe=other, **options)
@@ -123,6 +130,7 @@ def main() -> None:
     parser.add_argument("--speakers", type=float, default=1.0, help="share of each corpus's speakers to keep")
     parser.add_argument("--runs", type=int, default=2, help="1: first run only; 2: then again with the cache")
     parser.add_argument("--workers", type=int, default=-1)
+    parser.add_argument("--compared-only", action="store_true", help="only the compared recipe's stages")
     args = parser.parse_args()
 
     manifest = pd.read_csv(args.manifest, dtype=str)
@@ -138,7 +146,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ser_rehearsal_cache_") as cache:
         for run in range(1, args.runs + 1):
             state = {}
-            for stage, function in notebook_stages(root, args.recipes.split(","), Path(cache), args.workers):
+            for stage, function in notebook_stages(root, args.recipes.split(","), Path(cache), args.workers,
+                                                      compared_only=args.compared_only):
                 start = time.perf_counter()
                 with PeakMemory() as memory:
                     function(state)
