@@ -160,7 +160,7 @@ def main() -> None:
                                                   peak_gb=("peak_gb", "max"))
     print(f"\n{len(manifest)} clips; recipes {args.recipes}; workers {args.workers}\n")
     print(table.to_string(index=False))
-    print("\nthe notebook's work, in all:")
+    print("\nthe stages run, in all:" if args.compared_only else "\nthe notebook's work, in all:")
     print(totals.to_string())
 
 
