@@ -89,6 +89,24 @@ def test_in_one_process_with_tensorflow_the_features_work_or_say_why_never_crash
         " be computed in a process that imported TensorFlow" in after_tensorflow.stderr
 
 
+def test_opensmile_run_again_gives_its_values_to_the_bit_in_every_thread():
+    # One openSMILE instance per set and thread, reset between signals, instead of one built per signal (issue 13).
+    from concurrent.futures import ThreadPoolExecutor
+
+    signals = [functionals_fusion.prepare(voiced_signal(seconds, f0=f0, seed=seed))
+               for seconds, f0, seed in ((1.5, 120.0, 1), (2.5, 210.0, 2), (0.8, 160.0, 3))]
+    too_short = np.zeros(100, dtype=np.float32)
+    for name in functionals_fusion.OPENSMILE_SETS:
+        fresh = [functionals_fusion._smile(name).process_signal(y, 22050).to_numpy()[0] for y in signals]
+        with pytest.warns(UserWarning, match="gave no functionals for a signal of 100 samples"):
+            assert np.isnan(functionals_fusion.opensmile_functionals(too_short, name)).all()
+        # The main thread's instance after a frameless run, then three threads at once, each with its own.
+        assert all(np.array_equal(functionals_fusion.opensmile_functionals(y, name), b) for y, b in zip(signals, fresh))
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda y: functionals_fusion.opensmile_functionals(y, name), signals * 4))
+        assert all(np.array_equal(a, b) for a, b in zip(got, fresh * 4))
+
+
 def test_the_whole_file_counts_for_best_and_three_seconds_for_original(write_wav):
     speech = voiced_signal(3.0, f0=140.0)
     short = write_wav("short.wav", data=speech)

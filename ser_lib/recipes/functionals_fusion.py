@@ -22,7 +22,10 @@ training clips also give speed-perturbed copies and copies under recording condi
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -260,10 +263,66 @@ def compute(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.nan_to_num(np.concatenate([statistics, *smile, modulation]).astype(np.float32))
 
 
+class _SmileRunner:
+    """One openSMILE instance of a feature set, run on one signal after another.
+
+    ``opensmile.Smile.process_signal`` builds and frees openSMILE's components for every signal,
+    a quarter of a set's time on a clip; this builds them once and calls ``smile_reset`` between
+    signals, with the options and sample conversion ``process_signal`` uses, so the values are the
+    same to the bit (tested against it). Not thread-safe: :func:`opensmile_functionals` keeps one per thread.
+    """
+
+    def __init__(self, name: str, sr: int):
+        smile = _smile(name)  # first: it refuses a process where TensorFlow came before openSMILE
+        from opensmile.core.config import config
+        from opensmile.core.lib import OpenSMILE
+
+        options = smile._options()
+        options.update(source=os.path.join(smile.default_config_root, config.EXTERNAL_INPUT_CONFIG), sampleRate=sr, nBits=16)
+        self._source, self._sink, self._frames = config.EXTERNAL_SOURCE_COMPONENT, config.EXTERNAL_OUTPUT_COMPONENT, []
+        self._instance = OpenSMILE()
+        self._instance.initialize(config_file=smile.config_path, options=options, loglevel=smile.loglevel,
+                                  log_file=smile.logfile, debug=smile.verbose)
+        self._listen()
+
+    def _listen(self):
+        # A reset unregisters the sink's callback; the old ctypes callbacks can go with it.
+        self._instance._callbacks.clear()
+        self._instance.external_sink_set_callback_ex(self._sink, lambda data, meta: self._frames.append(data.copy()))
+
+    def __call__(self, y: np.ndarray) -> np.ndarray | None:
+        """The functionals of ``y`` (float samples in [-1, 1]), or None if openSMILE gave no frame."""
+        samples = (np.asarray(y) * 32768).astype(np.int16)  # as Smile.process_signal converts
+        self._instance.external_audio_source_write_data(self._source, samples.tobytes())
+        self._instance.external_audio_source_set_eoi(self._source)
+        self._instance.run()
+        self._instance.reset()
+        self._listen()
+        frames, self._frames = self._frames, []
+        return frames[0].reshape(-1) if frames else None
+
+    def close(self):
+        self._instance.free()
+
+
+_RUNNERS = threading.local()
+
+
 def opensmile_functionals(y: np.ndarray, name: str, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     """One of ``OPENSMILE_SETS`` (``"egemaps"``, ``"compare"``) of a :func:`prepare`-d signal."""
     set_name, size = OPENSMILE_SETS[name]
-    values = _smile(name).process_signal(y, sr).to_numpy()[0]
+    runners = _RUNNERS.__dict__.setdefault("by_set", {})
+    if (name, sr) not in runners:
+        runners[name, sr] = _SmileRunner(name, sr)
+    try:
+        values = runners[name, sr](y)
+    except Exception:
+        runners.pop((name, sr)).close()  # its state is unknown: the next signal gets a new instance
+        raise
+    if values is None:
+        warnings.warn(f"openSMILE {set_name} gave no functionals for a signal of {len(y)} samples: they are NaN.",
+                      stacklevel=2)
+        values = np.full(size, np.nan, dtype=np.float32)
     if values.shape != (size,):
         raise ValueError(f"openSMILE {set_name} gave {values.shape[0]} functionals, expected {size}: check its version.")
     return values
