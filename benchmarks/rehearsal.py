@@ -2,7 +2,7 @@
 
     python benchmarks/rehearsal.py [--manifest ../shared/data/kaggle_bundle_manifest.csv] [--root /tmp/ser_rehearsal]
                                    [--recipes original,best] [--speakers 1.0] [--runs 2] [--workers -1]
-                                   [--compared-only]
+                                   [--compared-only] [--cache-dir DIR] [--no-progress]
 
 Makes a synthetic corpus of exactly the bundle's files (``make_demo_corpus(like=manifest)``: 12,162 clips, 121
 speakers, the real per-corpus and per-emotion counts and native sample rates), then runs the notebook's default
@@ -12,12 +12,15 @@ features and training. The first run starts from an empty feature cache (a first
 reuses it (a rerun). Peak memory is the largest resident set of this process and its worker processes together,
 sampled every 0.2 s. ``--speakers 0.25`` keeps a quarter of each corpus's speakers (a smaller rehearsal, to
 see how a stage grows). ``--compared-only`` runs the compared recipe's stages alone (after loading the corpus).
+``--cache-dir`` uses and keeps that feature cache instead of a new one (a run that starts with entries in it is
+labelled "cached"): to time training after an interrupted run extracted the features.
 Issue 13's targets on 2 cores: first run <= 30 min, rerun <= 5 min, peak <= 8 GB.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import threading
@@ -61,28 +64,30 @@ class PeakMemory:
         self._thread.join()
 
 
-def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: int, *, compared_only: bool = False):
+def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: int, *, compared_only: bool = False,
+                    progress: bool = True):
     """(stage, function) pairs in the notebook's order; each function takes and returns a dict of results.
 
-    ``compared_only``: loading the corpus, then only the compared recipes' stages.
+    ``compared_only``: loading the corpus, then only the compared recipes' stages. ``progress``: the library's
+    progress bars (on standard error).
     """
     main, compared = recipes[0], recipes[1:]
-    options = dict(n_jobs=workers, cache_dir=cache_dir, progress=False, warn=False)
+    options = dict(n_jobs=workers, cache_dir=cache_dir, progress=progress, warn=False)
 
     def load(state):
-        state["table"], _ = ser_lib.load_corpus(str(root), seed=SEED, progress=False)
+        state["table"], _ = ser_lib.load_corpus(str(root), seed=SEED, progress=progress)
 
     def features(state):
         state["features"] = ser_lib.extract_many(state["table"], recipe=main, **options)
 
     def speaker_split(state):
-        state["run"] = ser_lib.train(state["features"], recipe=main, protocol="speaker", seed=SEED, progress=False)
+        state["run"] = ser_lib.train(state["features"], recipe=main, protocol="speaker", seed=SEED, progress=progress)
         if state["run"].model.adaptive is not None:
             evaluate.adaptation_table(evaluate.adaptation_predictions(state["run"], state["features"], seed=SEED),
                                       state["run"].classes)
 
     def random_split(state):
-        ser_lib.train(state["features"], recipe=main, protocol="random", seed=SEED, adaptive=False, progress=False)
+        ser_lib.train(state["features"], recipe=main, protocol="random", seed=SEED, adaptive=False, progress=progress)
 
     def recordings(state):
         clips = ser_lib.features.original_rows(state["features"])
@@ -92,7 +97,7 @@ def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: in
         evaluate.recording_table(evaluate.recording_predictions(state["run"], recorded), state["run"].classes)
 
     def cross(state):
-        ser_lib.cross_corpus(state["features"], recipe=main, seed=SEED, progress=False)
+        ser_lib.cross_corpus(state["features"], recipe=main, seed=SEED, progress=progress)
 
     stages = [("load the corpus", load), (f"features, {main}", features),
               (f"train {main}, speaker split (+ adaptation)", speaker_split), (f"train {main}, random split", random_split),
@@ -104,7 +109,7 @@ def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: in
             state[other] = ser_lib.extract_many(state["table"], recipe=other, **options)
 
         def other_training(state, other=other):
-            ser_lib.train(state[other], recipe=other, protocol="speaker", seed=SEED, adaptive=False, progress=False)
+            ser_lib.train(state[other], recipe=other, protocol="speaker", seed=SEED, adaptive=False, progress=progress)
 
         stages += [(f"features, {other}", other_features), (f"train {other}, speaker split", other_training)]
     return stages
@@ -131,6 +136,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="1: first run only; 2: then again with the cache")
     parser.add_argument("--workers", type=int, default=-1)
     parser.add_argument("--compared-only", action="store_true", help="only the compared recipe's stages")
+    parser.add_argument("--no-progress", action="store_true", help="without the library's progress bars")
+    parser.add_argument("--cache-dir", type=Path, help="a feature cache to use and keep (default: a new one, removed after)")
     args = parser.parse_args()
 
     manifest = pd.read_csv(args.manifest, dtype=str)
@@ -143,15 +150,20 @@ def main() -> None:
           f"({time.perf_counter() - start:.0f} s to make or check)")
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="ser_rehearsal_cache_") as cache:
+    if args.cache_dir:
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = (contextlib.nullcontext(str(args.cache_dir)) if args.cache_dir
+                 else tempfile.TemporaryDirectory(prefix="ser_rehearsal_cache_"))
+    with cache_dir as cache:
         for run in range(1, args.runs + 1):
+            label = "cached" if any(Path(cache).iterdir()) else "first"
             state = {}
             for stage, function in notebook_stages(root, args.recipes.split(","), Path(cache), args.workers,
-                                                      compared_only=args.compared_only):
+                                                      compared_only=args.compared_only, progress=not args.no_progress):
                 start = time.perf_counter()
                 with PeakMemory() as memory:
                     function(state)
-                row = {"run": "first" if run == 1 else "cached", "stage": stage,
+                row = {"run": f"{run}: {label}", "stage": stage,
                        "seconds": round(time.perf_counter() - start, 1), "peak_gb": round(memory.peak / 1e9, 2)}
                 rows.append(row)
                 print(row, flush=True)
