@@ -115,3 +115,26 @@ def test_help_prints_percent_signs_once(command, capsys):
         cli.main([command, "--help"])
     out = capsys.readouterr().out
     assert "70%" in out and "%%" not in out
+
+
+def test_a_sigterm_stops_the_worker_processes_too():
+    # Python's default SIGTERM leaves joblib's workers orphaned, computing the queued jobs (a killed training's ran
+    # on for 40 minutes); within sigterm_exits, as in every ser command, it unwinds and they stop with it.
+    import time
+
+    import psutil
+
+    code = ("import time\nfrom ser_lib.cli import sigterm_exits\nfrom ser_lib.workers import run_jobs\n"
+            "with sigterm_exits():\n    for _ in run_jobs(time.sleep, [(60,)] * 4, n_jobs=2):\n        pass\n")
+    process = subprocess.Popen([sys.executable, "-c", code])
+    deadline, workers = time.monotonic() + 60, []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = [child for child in psutil.Process(process.pid).children(recursive=True)
+                   if "LokyProcess" in " ".join(child.cmdline())]
+    assert len(workers) == 2, "the job's two worker processes never started"
+    time.sleep(1)  # each in its 60 s job
+    process.terminate()
+    assert process.wait(timeout=30) == 143
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"{len(alive)} worker processes outlived the SIGTERM"
