@@ -267,7 +267,7 @@ class _SmileRunner:
     """One openSMILE instance of a feature set, run on one signal after another.
 
     ``opensmile.Smile.process_signal`` builds and frees openSMILE's components for every signal,
-    a quarter of a set's time on a clip; this builds them once and calls ``smile_reset`` between
+    about a fifth of a set's time on a clip; this builds them once and calls ``smile_reset`` between
     signals, with the options and sample conversion ``process_signal`` uses, so the values are the
     same to the bit (tested against it). Not thread-safe: :func:`opensmile_functionals` keeps one per thread.
     """
