@@ -10,7 +10,8 @@ work on it, stage by stage, with the calls its cells make: features, training on
 adaptive-mode evaluation), the random split, the recording conditions, cross-corpus, and the compared recipe's
 features and training. The first run starts from an empty feature cache (a first notebook run), the second
 reuses it (a rerun). Peak memory is the largest resident set of this process and its worker processes together,
-sampled every 0.2 s. ``--speakers 0.25`` keeps a quarter of each corpus's speakers (a smaller rehearsal, to
+sampled every 0.2 s (pages the processes share, such as a memory-mapped training matrix, count once per process:
+an upper bound). ``--speakers 0.25`` keeps a quarter of each corpus's speakers (a smaller rehearsal, to
 see how a stage grows). ``--compared-only`` runs the compared recipe's stages alone (after loading the corpus).
 ``--cache-dir`` uses and keeps that feature cache instead of a new one (a run that starts with entries in it is
 labelled "cached"): to time training after an interrupted run extracted the features.
