@@ -311,7 +311,9 @@ _RUNNERS = threading.local()
 def opensmile_functionals(y: np.ndarray, name: str, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     """One of ``OPENSMILE_SETS`` (``"egemaps"``, ``"compare"``) of a :func:`prepare`-d signal."""
     set_name, size = OPENSMILE_SETS[name]
-    runners = _RUNNERS.__dict__.setdefault("by_set", {})
+    if not hasattr(_RUNNERS, "by_set"):
+        _RUNNERS.by_set = {}
+    runners = _RUNNERS.by_set
     if (name, sr) not in runners:
         runners[name, sr] = _SmileRunner(name, sr)
     try:
