@@ -30,7 +30,8 @@ training clip; babble is made of the table's other speakers, test actors include
 A recipe with training augmentations (``best``: speed 0.9 and 1.1, two recording conditions drawn per clip) gets
 its copies from ``extract_many``;
 the folds are made on the original clips, and ``train`` trains only on the copies of the fold's training
-actors' clips (never of its test actors).
+actors' clips (never of its test actors). ``best``'s babble copies are made by ``train`` in each fold, of
+the fold's training actors only (the first run extracts them, about a minute a fold).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ AUGMENTATIONS = {"speed0.9": 0.9, "speed1.1": 1.1}
 # Training copies under recording conditions drawn for each clip: "condition 1" is the first of a seeded
 # (by the file's name) order of the conditions made of the clip alone, "condition 2" the second, so a
 # clip's copies differ. Babble is left out: made of the table's other speakers before it is split, a
-# training clip's babble could hold test speakers' voices.
+# training clip's babble could hold test speakers' voices (ser_lib.train makes babble copies after the split).
 DRAWN_CONDITIONS = tuple(name for name in conditions.CONDITIONS if name not in conditions.NEEDS_TALKERS)
 DRAWS = {"condition 1": 0, "condition 2": 1}
 # Every other version of a clip extract_many can add: the speed copies, the recording conditions, the drawn ones.
@@ -222,6 +222,7 @@ def extract_many(
     warn: bool = True,
     recipe: str = "original",
     augmentations: tuple | None = None,
+    originals: bool = True,
     scheduler: str | None = None,
 ):
     """Features for every file of a table, in parallel, cached on disk.
@@ -257,6 +258,9 @@ def extract_many(
         ``()`` adds none.
         :func:`ser_lib.train` trains on the copies of its training clips only. Babble needs a
         ``speaker`` column: each clip's babble is made of other speakers' clips of the table.
+    originals : bool
+        Also return the clips as they are (``augmentation`` ``"none"``); ``False``: only the other
+        versions (what :func:`ser_lib.train` extracts for babble copies once the split is known).
 
     Returns
     -------
@@ -287,8 +291,10 @@ def extract_many(
         raise ValueError(f"Unknown augmentations {unknown}: expected names of {list(VERSIONS)}.")
     talkers = _babble_talkers(table, augmentations)
     attrs, n_clips = dict(table.attrs), len(table)
+    if not augmentations and not originals:
+        raise ValueError("originals=False with no augmentations asks for no rows: name the versions to extract.")
     if augmentations:
-        kinds = ("none", *augmentations)
+        kinds = ("none", *augmentations) if originals else augmentations
         table = pd.concat([table.assign(augmentation=kind) for kind in kinds], ignore_index=True)
         drawn = table["augmentation"].isin(list(DRAWS))
         table.loc[drawn, "augmentation"] = [drawn_condition(path, draw)
@@ -324,21 +330,23 @@ def extract_many(
 
 
 def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
-    """Path -> the other speakers' paths its babble is made of (seeded by the file's name), if babble is asked for.
+    """Path -> the clips its babble is made of: one of each of four other speakers of the table, seeded by the file's name.
 
-    A clip with too few other speakers' clips in the table gets those there are: its babble row is
+    A clip with fewer other speakers in the table gets one clip of each there is: its babble row is
     then skipped with the reason (:func:`ser_lib.conditions.babble` says how many it needs).
     """
     if not set(augmentations) & conditions.NEEDS_TALKERS:
         return {}
     if "speaker" not in table.columns:
         raise ValueError("Babble is made of other speakers' clips: expected a table with a 'speaker' column.")
-    paths, speakers = table["path"].astype(str).to_numpy(), table["speaker"].to_numpy()
+    paths, speakers = table["path"].astype(str).to_numpy(), table["speaker"].astype(str).to_numpy()
+    clips_of = {speaker: paths[speakers == speaker] for speaker in sorted(set(speakers))}
     chosen = {}
     for path, speaker in zip(paths, speakers):
-        others = paths[speakers != speaker]
+        others = [other for other in clips_of if other != speaker]
         rng = np.random.default_rng(_name_seed(path, "talkers"))
-        chosen[path] = tuple(others[rng.choice(len(others), min(len(others), conditions.BABBLE_TALKERS), replace=False)])
+        picked = rng.choice(len(others), min(len(others), conditions.BABBLE_TALKERS), replace=False)
+        chosen[path] = tuple(str(rng.choice(clips_of[others[k]])) for k in picked)
     return chosen
 
 

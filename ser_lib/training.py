@@ -5,7 +5,8 @@ recognising voices the model has heard. The ``speaker`` protocol keeps every spe
 (the model is tested on voices it never heard), which is what a user meets; on real RAVDESS the
 two differ by about 20 points (:func:`ser_lib.evaluate.reference_results`). Each recipe fits its
 own classifier (``Recipe.fit``); around it, this module splits, adds the training copies of the
-training clips only, and then tests. After fitting, a softmax
+training clips only (and extracts those made of other speakers' clips, babble, once the split is
+known, from training speakers only), and then tests. After fitting, a softmax
 temperature (growing with a clip's atypicality) and an abstention threshold are chosen on held-out
 training speakers, never on test.
 """
@@ -13,6 +14,7 @@ training speakers, never on test.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -20,8 +22,8 @@ import pandas as pd
 
 from ser_lib import evaluate, quality
 from ser_lib.adapt import CALIBRATION_BATCHES, adapt_rows, dealt, fit_prior, statistics_by_speaker
-from ser_lib.conditions import CONDITIONS
-from ser_lib.features import feature_matrix
+from ser_lib.conditions import CONDITIONS, NEEDS_TALKERS
+from ser_lib.features import extract_many, feature_matrix
 from ser_lib.model import EmotionModel, softmax
 from ser_lib.recipes import get_recipe
 from ser_lib.recipes.original import TRAINING_DEFAULTS
@@ -171,7 +173,11 @@ def train(
         speaker-grouped cross-validation (``cross_validated``) trains on the train and validation
         parts together. Rows with an ``augmentation`` other than ``"none"`` are training copies:
         the split is made on the original clips, and only copies of training clips (same
-        ``path``) are trained on.
+        ``path``) are trained on. A recipe's copies made of other speakers' clips
+        (``Recipe.talker_copies``: babble) are extracted here, once the split is known, from the
+        training clips' files with other training speakers as the talkers (cached like
+        :func:`ser_lib.extract_many`'s); such copies in ``features`` are dropped with a warning,
+        as their talkers may be held-out speakers.
     protocol : {'speaker', 'random', 'corpus', 'none'}
         How to split (see the module docstring); ``corpus`` tests on ``test_corpus``; ``none``
         keeps no test part (every speaker trains; the metrics hold only ``n`` = 0, the temperature
@@ -211,6 +217,7 @@ def train(
         _checked_labels(features)
         protocol = "given"
     parts = training_parts(split, recipe, protocol=protocol, table=features)
+    augmented = _with_talker_copies(augmented, features.loc[parts["train"]], recipe, progress=progress)
 
     classes = sorted(features["emotion"].unique())
     x = feature_matrix(features, recipe=recipe)
@@ -465,6 +472,29 @@ def _separate_augmented(features: pd.DataFrame, split: pd.Series | None):
                 f"got {len(split)}."
             )
     return features.loc[is_original], features.loc[~is_original], split
+
+
+def _with_talker_copies(augmented: pd.DataFrame, training: pd.DataFrame, recipe, *, progress: bool) -> pd.DataFrame:
+    """The training copies with the recipe's copies made of other speakers (babble) of the ``training`` clips' speakers only.
+
+    Given copies made of other speakers are dropped (their talkers may be held-out speakers); a
+    training clip that gives no such copy (too few other training speakers, an unreadable file)
+    trains without it, and a warning says how many and why.
+    """
+    given = augmented["augmentation"].isin(list(NEEDS_TALKERS)) if len(augmented) else np.zeros(0, dtype=bool)
+    if given.any():
+        warnings.warn(f"Dropped {int(given.sum())} given training copies made of other speakers' clips "
+                      f"({', '.join(sorted(set(augmented.loc[given, 'augmentation'])))}): their talkers may be held-out "
+                      "speakers; training makes its own of the training speakers.", stacklevel=3)
+        augmented = augmented.loc[~given]
+    if not recipe.talker_copies or not len(training):
+        return augmented
+    copies, skipped = extract_many(training, recipe=recipe.name, augmentations=recipe.talker_copies, originals=False,
+                                   progress=progress, return_skipped=True, warn=False)
+    if len(skipped):
+        warnings.warn(f"{len(skipped)} of {len(training)} training clips gave no {' / '.join(recipe.talker_copies)} copy "
+                      f"and train without one, e.g. {skipped['reason'].iloc[0]}", stacklevel=3)
+    return pd.concat([augmented, copies], ignore_index=True)
 
 
 def _add_augmented_training_rows(x, y, parts, features, augmented, *, recipe, classes):

@@ -112,32 +112,32 @@ def test_every_condition_is_seeded_and_clean_is_the_clip(speech):
 
 def test_extract_many_adds_recorded_versions_cached_under_their_own_keys(demo_run, tmp_path):
     _, features, _ = demo_run
-    table = features[["path", "corpus", "speaker", "emotion"]].groupby("speaker").head(3).head(12).reset_index(drop=True)
-    assert table["speaker"].nunique() == 4
+    table = features[["path", "corpus", "speaker", "emotion"]].groupby("speaker").head(3).head(15).reset_index(drop=True)
+    assert table["speaker"].nunique() == 5  # babble is one clip of each of four other speakers
     names = ("telephone", "babble 10 dB")
     recorded = ser_lib.extract_many(table, n_jobs=1, cache_dir=tmp_path, progress=False, augmentations=names)
-    assert recorded["augmentation"].value_counts().to_dict() == {"none": 12, "telephone": 12, "babble 10 dB": 12}
+    assert recorded["augmentation"].value_counts().to_dict() == {"none": 15, "telephone": 15, "babble 10 dB": 15}
     cached = sorted(p.name for p in tmp_path.rglob("*.npy") if ".input-" not in p.name)
-    assert len(cached) == 36 and sum("-telephone-" in name for name in cached) == 12
-    assert len(list(tmp_path.rglob("*.input-*.npy"))) == 36  # each row's measures beside its features
+    assert len(cached) == 45 and sum("-telephone-" in name for name in cached) == 15
+    assert len(list(tmp_path.rglob("*.input-*.npy"))) == 45  # each row's measures beside its features
     again = ser_lib.extract_many(table, n_jobs=2, cache_dir=None, progress=False, augmentations=names)
     x = ser_lib.features.feature_matrix
     np.testing.assert_allclose(x(again), x(recorded), rtol=1e-5)  # the same noise for the same clip
     measured = list(quality.COLUMNS.values())
     np.testing.assert_allclose(again[measured], recorded[measured], rtol=1e-9)
     assert (recorded.loc[recorded["augmentation"] == "telephone", "input_high_band_db"] < quality.NARROW_BAND_DB).all()
-    assert not np.allclose(x(recorded)[12:24], x(recorded)[:12])
+    assert not np.allclose(x(recorded)[15:30], x(recorded)[:15])
     # A table that holds features already (the notebook passes its clips) gets them once, not twice.
     clips = recorded[recorded["augmentation"] == "none"].drop(columns="augmentation")
     phoned = ser_lib.extract_many(clips, cache_dir=tmp_path, progress=False, augmentations=("telephone",))
-    assert phoned.columns.is_unique and x(phoned).shape == (24, x(recorded).shape[1])
-    np.testing.assert_array_equal(x(phoned), x(recorded)[:24])
+    assert phoned.columns.is_unique and x(phoned).shape == (30, x(recorded).shape[1])
+    np.testing.assert_array_equal(x(phoned), x(recorded)[:30])
     # One voice only: no babble can be made; each clip's babble row is skipped and says why, the rest is kept.
-    with pytest.warns(UserWarning, match="12 of 24 files gave no features"):
+    with pytest.warns(UserWarning, match="15 of 30 files gave no features"):
         alone, skipped = ser_lib.extract_many(table.assign(speaker="one"), cache_dir=None, progress=False, return_skipped=True,
                                               augmentations=("babble 10 dB",))
-    assert (alone["augmentation"] == "none").sum() == 12 and len(alone) == 12
-    assert len(skipped) == 12 and skipped["reason"].str.contains("needs at least 4 other speakers' signals, got 0").all()
+    assert (alone["augmentation"] == "none").sum() == 15 and len(alone) == 15
+    assert len(skipped) == 15 and skipped["reason"].str.contains("needs at least 4 other speakers' signals, got 0").all()
     with pytest.raises(ValueError, match="expected a table with a 'speaker' column"):
         ser_lib.extract_many(table[["path"]], cache_dir=None, progress=False, augmentations=("babble 10 dB",))
     with pytest.raises(ValueError, match="Unknown augmentations \\['phone'\\]"):

@@ -226,6 +226,45 @@ def test_no_augmented_copy_of_a_validation_or_test_clip_is_trained_on(monkeypatc
         assert (table.loc[seen["x"][seen["parts"][part], 0].astype(int), "augmentation"] == "none").all()
 
 
+def test_babble_copies_are_made_after_the_split_of_training_speakers_only(monkeypatch, tmp_path):
+    ser_lib.make_demo_corpus(tmp_path / "demo", speakers_per_corpus=6, clips_per_emotion=1)
+    table = ser_lib.scan_corpora(tmp_path / "demo")
+    table = table[table["corpus"] == "CREMA-D"].reset_index(drop=True)
+    features = extract_many(table, recipe="best", augmentations=(), n_jobs=2, cache_dir=tmp_path / "cache", progress=False)
+    split = features["speaker"].map({features["speaker"].iloc[0]: "test"}).fillna("train")
+    seen, talkers = [], {}
+
+    def spy(x, y, parts, *, n_classes, recorded, **_):
+        seen.append(recorded)
+        layer = {"kind": "dense", "kernel": np.zeros((x.shape[1], n_classes), np.float32),
+                 "bias": np.zeros(n_classes, np.float32), "activation": "linear"}
+        fit_rows = parts["train"]
+        return {"layers": [layer], "keras_model": None, "history": pd.DataFrame(), "settings": {},
+                "scaler_mean": np.zeros(x.shape[1], np.float32), "scaler_scale": np.ones(x.shape[1], np.float32),
+                "calibration": (np.full((fit_rows.sum(), n_classes), 1 / n_classes), y[fit_rows], np.zeros(fit_rows.sum()))}
+
+    real_talkers = ser_lib.features._babble_talkers
+    monkeypatch.setattr(ser_lib.features, "_babble_talkers", lambda *a: talkers.update(real_talkers(*a)) or talkers)
+    monkeypatch.setitem(recipes.RECIPES, FUSION.name, dataclasses.replace(FUSION, fit=spy))
+    run = ser_lib.train(features, recipe="best", split=split, adaptive=False, progress=False)
+
+    speaker_of = dict(zip(table["path"].astype(str), table["speaker"]))
+    trained = set(features.loc[split == "train", "path"].astype(str))
+    # Every training clip, and only those, got babble of four other training speakers: no test speaker's voice.
+    assert set(talkers) == trained and run.settings["augmented_train_rows"] == len(trained)
+    assert all(len(set(map(speaker_of.get, others))) == 4 and set(others) <= trained - {path}
+               and speaker_of[path] not in map(speaker_of.get, others) for path, others in talkers.items())
+    assert seen[0].sum() == len(trained)  # the copies are recordings of their own: held out and calibrated on
+
+    # Babble extracted before the split (talkers from the whole table, the test speaker too) is not trained on.
+    given = extract_many(table, recipe="best", augmentations=("babble 10 dB",), n_jobs=2, cache_dir=tmp_path / "cache",
+                         progress=False)
+    talkers.clear()
+    with pytest.warns(UserWarning, match=f"Dropped {len(table)} given training copies made of other speakers' clips"):
+        again = ser_lib.train(given, recipe="best", split=split, adaptive=False, progress=False)
+    assert again.settings["augmented_train_rows"] == len(trained) and set(talkers) == trained
+
+
 def test_a_split_of_the_wrong_length_is_refused():
     table = _synthetic_table()
     with pytest.raises(ValueError, match="one entry per row \\(144\\) or per original clip \\(48\\), got 5"):

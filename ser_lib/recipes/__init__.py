@@ -9,6 +9,9 @@ A recipe module defines:
 - ``FEATURE_NAMES`` and ``compute(y, *, sr)``: the features of a mono signal;
 - ``AUGMENTATIONS``: the training copies :func:`ser_lib.extract_many` adds by default
   (``ser_lib.features.VERSIONS``), given to training only;
+- ``TALKER_COPIES``: training copies made of other speakers' clips (babble,
+  ``ser_lib.conditions.NEEDS_TALKERS``), which :func:`ser_lib.train` extracts once the split is known,
+  of the training speakers only, so that no held-out speaker's voice is in them;
 - ``CROSS_VALIDATED``: whether it chooses its settings and calibrates by cross-validation over the
   training speakers (then the validation speakers train too);
 - ``ADAPTIVE``: whether training also fits its adaptive mode (:mod:`ser_lib.adapt`: features
@@ -42,8 +45,8 @@ _MODULES = (original, functionals_fusion)
 # Names that keep working: "best" is the strongest recipe on unseen speakers (README, ENHANCEMENTS.md);
 # bundles saved before the recipes had their own names carry it.
 ALIASES = {"best": functionals_fusion.NAME}
-_FIELDS = ("NAME", "SUMMARY", "SETTINGS", "FEATURE_NAMES", "AUGMENTATIONS", "CROSS_VALIDATED", "ADAPTIVE", "compute",
-           "fit", "describe_model", "TRAINING_NEEDS")
+_FIELDS = ("NAME", "SUMMARY", "SETTINGS", "FEATURE_NAMES", "AUGMENTATIONS", "TALKER_COPIES", "CROSS_VALIDATED", "ADAPTIVE",
+           "compute", "fit", "describe_model", "TRAINING_NEEDS")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Recipe:
     settings: dict
     feature_names: Sequence[str]
     augmentations: tuple
+    talker_copies: tuple
     cross_validated: bool
     adaptive: bool
     compute: Callable[..., np.ndarray]

@@ -45,6 +45,8 @@ SUMMARY = ("7,784 functionals of the whole clip (frame statistics, eGeMAPS, ComP
 # that a telephone call or a noisy room is no surprise. Measured per member on RAVDESS (ENHANCEMENTS.md):
 # each member gains from the conditions; two per clip keep most of what all seven give at half the rows.
 AUGMENTATIONS = ("speed0.9", "speed1.1", "condition 1", "condition 2")
+# And one copy in babble made of four other training speakers (ser_lib.train extracts it once the split is known).
+TALKER_COPIES = ("babble 10 dB",)
 # C and calibration come from cross-validation over the training speakers, so the validation
 # speakers are more training speakers.
 CROSS_VALIDATED = True

@@ -34,6 +34,7 @@ NAME = "original"
 SUMMARY = "the 195 frame means of a clip's first 3 s and the 512-256-128-64 MLP (the original recipe)"
 # No training copies; the validation speakers stop the training early and calibrate.
 AUGMENTATIONS = ()
+TALKER_COPIES = ()
 CROSS_VALIDATED = False
 # Training also fits the adaptive mode (ser_lib.adapt): +8 points on unseen RAVDESS speakers given all their
 # other clips (ENHANCEMENTS.md).
