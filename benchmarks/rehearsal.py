@@ -94,7 +94,7 @@ def notebook_stages(root: Path, recipes: list[str], cache_dir: Path, workers: in
         clips = ser_lib.features.original_rows(state["features"])
         test_clips = clips[clips["path"].isin(state["run"].predictions["path"])]
         recorded = ser_lib.extract_many(test_clips, recipe=main, augmentations=tuple(ser_lib.conditions.CONDITIONS),
-                                        **options)
+                                        talkers=clips, **options)
         evaluate.recording_table(evaluate.recording_predictions(state["run"], recorded), state["run"].classes)
 
     def cross(state):

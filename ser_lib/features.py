@@ -223,6 +223,7 @@ def extract_many(
     recipe: str = "original",
     augmentations: tuple | None = None,
     originals: bool = True,
+    talkers: pd.DataFrame | None = None,
     scheduler: str | None = None,
 ):
     """Features for every file of a table, in parallel, cached on disk.
@@ -257,7 +258,11 @@ def extract_many(
         for the original; speed 0.9 and 1.1 and two drawn conditions for ``functionals_fusion``),
         ``()`` adds none.
         :func:`ser_lib.train` trains on the copies of its training clips only. Babble needs a
-        ``speaker`` column: each clip's babble is made of other speakers' clips of the table.
+        ``speaker`` column: each clip's babble is made of one clip of each of four other speakers
+        of the table (of ``talkers``, if given).
+    talkers : pd.DataFrame, optional
+        The clips (``path``, ``speaker``) babble is made of instead of the table's own: e.g. a test
+        part's clips in babble of every speaker of the corpus.
     originals : bool
         Also return the clips as they are (``augmentation`` ``"none"``); ``False``: only the other
         versions (what :func:`ser_lib.train` extracts for babble copies once the split is known).
@@ -289,7 +294,7 @@ def extract_many(
     unknown = [a for a in augmentations if a not in VERSIONS]
     if unknown:
         raise ValueError(f"Unknown augmentations {unknown}: expected names of {list(VERSIONS)}.")
-    talkers = _babble_talkers(table, augmentations)
+    babble_of = _babble_talkers(table, augmentations, table if talkers is None else talkers)
     attrs, n_clips = dict(table.attrs), len(table)
     if not augmentations and not originals:
         raise ValueError("originals=False with no augmentations asks for no rows: name the versions to extract.")
@@ -302,7 +307,7 @@ def extract_many(
     paths = [str(p) for p in table["path"]]
     kinds = table["augmentation"].tolist() if augmentations else ["none"] * len(paths)
     # One job per clip: the file is read once for all its versions (rows k * n_clips + i are clip i's).
-    clips = [(paths[i], kinds[i::n_clips], talkers.get(paths[i], ())) for i in range(n_clips)]
+    clips = [(paths[i], kinds[i::n_clips], babble_of.get(paths[i], ())) for i in range(n_clips)]
     # Compiled (or checked) here, once, before workers start: see ser_lib.kernels.
     ensure_kernels()
     rows, measures, reasons = rerun_after_worker_crash(
@@ -329,20 +334,20 @@ def extract_many(
     return (features, skipped) if return_skipped else features
 
 
-def _babble_talkers(table: pd.DataFrame, augmentations) -> dict:
-    """Path -> the clips its babble is made of: one of each of four other speakers of the table, seeded by the file's name.
+def _babble_talkers(table: pd.DataFrame, augmentations, pool: pd.DataFrame) -> dict:
+    """Path -> the clips its babble is made of: one of each of four other speakers of ``pool``, seeded by the file's name.
 
-    A clip with fewer other speakers in the table gets one clip of each there is: its babble row is
+    A clip with fewer other speakers in the pool gets one clip of each there is: its babble row is
     then skipped with the reason (:func:`ser_lib.conditions.babble` says how many it needs).
     """
     if not set(augmentations) & conditions.NEEDS_TALKERS:
         return {}
-    if "speaker" not in table.columns:
-        raise ValueError("Babble is made of other speakers' clips: expected a table with a 'speaker' column.")
-    paths, speakers = table["path"].astype(str).to_numpy(), table["speaker"].astype(str).to_numpy()
-    clips_of = {speaker: paths[speakers == speaker] for speaker in sorted(set(speakers))}
+    if not {"path", "speaker"} <= set(table.columns) & set(pool.columns):
+        raise ValueError("Babble is made of other speakers' clips: expected tables with 'path' and 'speaker' columns.")
+    pool_paths, pool_speakers = pool["path"].astype(str).to_numpy(), pool["speaker"].astype(str).to_numpy()
+    clips_of = {speaker: pool_paths[pool_speakers == speaker] for speaker in sorted(set(pool_speakers))}
     chosen = {}
-    for path, speaker in zip(paths, speakers):
+    for path, speaker in zip(table["path"].astype(str), table["speaker"].astype(str)):
         others = [other for other in clips_of if other != speaker]
         rng = np.random.default_rng(_name_seed(path, "talkers"))
         picked = rng.choice(len(others), min(len(others), conditions.BABBLE_TALKERS), replace=False)

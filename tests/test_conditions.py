@@ -138,7 +138,11 @@ def test_extract_many_adds_recorded_versions_cached_under_their_own_keys(demo_ru
                                               augmentations=("babble 10 dB",))
     assert (alone["augmentation"] == "none").sum() == 15 and len(alone) == 15
     assert len(skipped) == 15 and skipped["reason"].str.contains("needs at least 4 other speakers' signals, got 0").all()
-    with pytest.raises(ValueError, match="expected a table with a 'speaker' column"):
+    # Given other clips to make it of (a test part in babble of the whole corpus), one voice's babble is made of them.
+    voice = table[table["speaker"] == table["speaker"].iloc[0]]
+    spoken_over = ser_lib.extract_many(voice, cache_dir=tmp_path, progress=False, augmentations=("babble 10 dB",), talkers=table)
+    np.testing.assert_array_equal(x(spoken_over), x(recorded.loc[recorded["path"].isin(voice["path"]) & (recorded["augmentation"] != "telephone")]))
+    with pytest.raises(ValueError, match="expected tables with 'path' and 'speaker' columns"):
         ser_lib.extract_many(table[["path"]], cache_dir=None, progress=False, augmentations=("babble 10 dB",))
     with pytest.raises(ValueError, match="Unknown augmentations \\['phone'\\]"):
         ser_lib.extract_many(table, cache_dir=None, progress=False, augmentations=("phone",))
