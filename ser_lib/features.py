@@ -260,21 +260,22 @@ def extract_many(
         :func:`ser_lib.train` trains on the copies of its training clips only. Babble needs a
         ``speaker`` column: each clip's babble is made of one clip of each of four other speakers
         of the table (of ``talkers``, if given).
-    talkers : pd.DataFrame, optional
-        The clips (``path``, ``speaker``) babble is made of instead of the table's own: e.g. a test
-        part's clips in babble of every speaker of the corpus.
     originals : bool
         Also return the clips as they are (``augmentation`` ``"none"``); ``False``: only the other
         versions (what :func:`ser_lib.train` extracts for babble copies once the split is known).
+    talkers : pd.DataFrame, optional
+        The clips (``path``, ``speaker``) babble is made of instead of the table's own: e.g. a test
+        part's clips in babble of every speaker of the corpus.
 
     Returns
     -------
     features : pd.DataFrame
         The rows of ``table`` that gave features, with the measures of their signal
         (:data:`ser_lib.quality.COLUMNS`: ``input_snr_db``, ...) and one float32 column per
-        feature name. With augmentations, the original rows come first, then each augmentation's
-        rows (same labels and ``path`` as their source); an ``augmentation`` column says which
-        (``"none"`` for the originals; a drawn condition's rows name the condition each clip got).
+        feature name. With augmentations, the original rows come first (unless
+        ``originals=False``), then each augmentation's rows (same labels and ``path`` as their
+        source); an ``augmentation`` column says which (``"none"`` for the originals; a drawn
+        condition's rows name the condition each clip got).
         Without, the table has no ``augmentation`` column.
     skipped : pd.DataFrame [columns: path, reason]
         Only with ``return_skipped``: unreadable, empty, silent or too-short files and why.
