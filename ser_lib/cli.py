@@ -64,7 +64,8 @@ def _train(args) -> int:
                                             scheduler=args.scheduler)
     skipped = pd.concat([skipped, failed], ignore_index=True)
     run = ser_lib.train(
-        features, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed, epochs=args.epochs
+        features, recipe=args.recipe, protocol=protocol, test_corpus=args.test_corpus, seed=args.seed, epochs=args.epochs,
+        n_jobs=args.workers, scheduler=args.scheduler,
     )
     clips = original_rows(features)  # the recipe's training-only augmented copies are not clips
     summary = {**evaluate.data_summary(clips, skipped, source=args.data), "fold_calm": args.fold_calm}

@@ -158,6 +158,8 @@ def train(
     split: pd.Series | None = None,
     adaptive: bool = True,
     progress: bool = True,
+    n_jobs: int = -1,
+    scheduler: str | None = None,
 ) -> TrainingRun:
     """Split, fit a recipe's classifier on the train part, calibrate it on validation, test it.
 
@@ -198,6 +200,9 @@ def train(
         Also fit the recipe's adaptive mode, when it has one (``Recipe.adaptive``; :mod:`ser_lib.adapt`),
         calibrated on its own and tested with each test speaker normalised by its unlabelled clips
         (``run.adaptive_predictions``, ``run.adaptive_metrics``). It about doubles the training time.
+    n_jobs, scheduler
+        Where the copies training extracts (``Recipe.talker_copies``) are computed, as in
+        :func:`ser_lib.extract_many`: worker processes (-1: every core), or a Dask scheduler's address.
 
     Returns
     -------
@@ -217,7 +222,8 @@ def train(
         _checked_labels(features)
         protocol = "given"
     parts = training_parts(split, recipe, protocol=protocol, table=features)
-    augmented = _with_talker_copies(augmented, features.loc[parts["train"]], recipe, progress=progress)
+    augmented = _with_talker_copies(augmented, features.loc[parts["train"]], recipe, progress=progress, n_jobs=n_jobs,
+                                    scheduler=scheduler)
 
     classes = sorted(features["emotion"].unique())
     x = feature_matrix(features, recipe=recipe)
@@ -474,12 +480,13 @@ def _separate_augmented(features: pd.DataFrame, split: pd.Series | None):
     return features.loc[is_original], features.loc[~is_original], split
 
 
-def _with_talker_copies(augmented: pd.DataFrame, training: pd.DataFrame, recipe, *, progress: bool) -> pd.DataFrame:
+def _with_talker_copies(augmented: pd.DataFrame, training: pd.DataFrame, recipe, **options) -> pd.DataFrame:
     """The training copies with the recipe's copies made of other speakers (babble) of the ``training`` clips' speakers only.
 
     Given copies made of other speakers are dropped (their talkers may be held-out speakers); a
     training clip that gives no such copy (too few other training speakers, an unreadable file)
-    trains without it, and a warning says how many and why.
+    trains without it, and a warning says how many and why. ``options``: :func:`ser_lib.extract_many`'s
+    ``progress``, ``n_jobs`` and ``scheduler``.
     """
     given = augmented["augmentation"].isin(list(NEEDS_TALKERS)) if len(augmented) else np.zeros(0, dtype=bool)
     if given.any():
@@ -490,7 +497,7 @@ def _with_talker_copies(augmented: pd.DataFrame, training: pd.DataFrame, recipe,
     if not recipe.talker_copies or not len(training):
         return augmented
     copies, skipped = extract_many(training, recipe=recipe.name, augmentations=recipe.talker_copies, originals=False,
-                                   progress=progress, return_skipped=True, warn=False)
+                                   return_skipped=True, warn=False, **options)
     if len(skipped):
         warnings.warn(f"{len(skipped)} of {len(training)} training clips gave no {' / '.join(recipe.talker_copies)} copy "
                       f"and train without one, e.g. {skipped['reason'].iloc[0]}", stacklevel=3)

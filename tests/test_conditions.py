@@ -141,7 +141,8 @@ def test_extract_many_adds_recorded_versions_cached_under_their_own_keys(demo_ru
     # Given other clips to make it of (a test part in babble of the whole corpus), one voice's babble is made of them.
     voice = table[table["speaker"] == table["speaker"].iloc[0]]
     spoken_over = ser_lib.extract_many(voice, cache_dir=tmp_path, progress=False, augmentations=("babble 10 dB",), talkers=table)
-    np.testing.assert_array_equal(x(spoken_over), x(recorded.loc[recorded["path"].isin(voice["path"]) & (recorded["augmentation"] != "telephone")]))
+    same_rows = recorded["path"].isin(voice["path"]) & (recorded["augmentation"] != "telephone")
+    np.testing.assert_array_equal(x(spoken_over), x(recorded.loc[same_rows]))
     with pytest.raises(ValueError, match="expected tables with 'path' and 'speaker' columns"):
         ser_lib.extract_many(table[["path"]], cache_dir=None, progress=False, augmentations=("babble 10 dB",))
     with pytest.raises(ValueError, match="Unknown augmentations \\['phone'\\]"):
