@@ -123,6 +123,12 @@ def main() -> None:
             by_recording = ser_lib.evaluate.recording_table(recordings[-1], run.classes).set_index(["recording", "mode"])["accuracy"]
             rows[-1].update({f"{mode} {recording}": v for (recording, mode), v in by_recording.items()})
         print(rows[-1], flush=True)
+        if run.model.caution:
+            cautions = {"per clip": run.model.caution, "adapted": run.model.adaptive.caution if run.model.adaptive else {}}
+            print(f"fold {fold} caution factors: " + "; ".join(
+                f"{mode} " + ", ".join(f"{name} {factor:.2f}" for name, factor in factors.items())
+                for mode, factors in cautions.items() if factors)
+                + f"; adapted with typical emotion shares: {', '.join(run.model.typical_shares) or 'none'}", flush=True)
     results = pd.DataFrame(rows)
     # Pooled ECE over all folds' test clips is steadier than per-fold ECE (240 clips, 15 bins).
     print(f"\nrecipe {args.recipe}: {len(originals)} clips ({len(features)} rows with augmented copies) from {args.data}; "

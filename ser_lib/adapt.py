@@ -224,6 +224,20 @@ def dealt(speakers, size: int, rng: np.random.Generator) -> np.ndarray:
     return ids
 
 
+def paired(speakers, labels, rng: np.random.Generator) -> np.ndarray:
+    """Each speaker's emotions paired at random, a batch id per row: ``"speaker/k"`` holds the clips of two emotions.
+
+    Batches are what a user heard in few moods adapts together (an odd emotion out is a batch alone).
+    """
+    speakers, labels = np.asarray(speakers), np.asarray(labels)
+    ids = np.empty(len(speakers), dtype=object)
+    for speaker in np.unique(speakers):
+        own = speakers == speaker
+        for k, label in enumerate(rng.permutation(np.unique(labels[own]))):
+            ids[own & (labels == label)] = f"{speaker}/{k // 2}"
+    return ids
+
+
 def estimate_mix(features: np.ndarray, prior: SpeakerPrior, probabilities) -> SpeakerStatistics:
     """An unlabelled speaker's statistics with its emotions' shares estimated from its clips.
 

@@ -29,8 +29,10 @@ KERAS_FILE = "best_ser_model.keras"
 SCALER_FILE = "scaler.pkl"
 ENCODER_FILE = "label_encoder.pkl"
 BUNDLE_FILES = (METADATA_FILE, WEIGHTS_FILE, KERAS_FILE, SCALER_FILE, ENCODER_FILE)
-# The adaptive model's arrays in model_weights.npz (its layers and scaler) start with this.
+# The adaptive model's arrays in model_weights.npz (its layers and scaler) start with ADAPTIVE_PREFIX,
+# the recording-condition recogniser's with RECOGNISER_PREFIX.
 ADAPTIVE_PREFIX = "adaptive_"
+RECOGNISER_PREFIX = "recogniser_"
 _LAYER_ARRAYS = {"dense": ("kernel", "bias"), "batchnorm": ("gamma", "beta", "mean", "variance", "epsilon")}
 
 
@@ -82,6 +84,8 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
     if model.adaptive is not None:
         adaptive_arrays, adaptive_specs = _layer_arrays(model.adaptive, ADAPTIVE_PREFIX)
         arrays.update(adaptive_arrays, **model.prior.arrays())
+    recogniser_arrays, recogniser_specs = _arrays_of(model.recogniser or [], RECOGNISER_PREFIX)
+    arrays.update(recogniser_arrays)
     np.savez(directory / WEIGHTS_FILE, **arrays)
 
     recipe = get_recipe(model.recipe)
@@ -97,6 +101,9 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         "layers": layer_specs,
         "temperature": float(model.temperature),
         "temperature_slope": float(model.temperature_slope),
+        # The recording-condition recogniser (None without one) and each condition's factor on the temperature.
+        "recogniser": None if model.recogniser is None else {"layers": recogniser_specs, "conditions": list(model.conditions)},
+        "caution": model.caution,
         "abstain_threshold": model.metadata.get("abstain_threshold"),
         "abstain_coverage": model.metadata.get("abstain_coverage"),
         # The range of the input measures over the clips it trained on (ser_lib.quality); None before them.
@@ -105,6 +112,9 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
             "layers": adaptive_specs, "temperature": float(model.adaptive.temperature),
             "temperature_slope": float(model.adaptive.temperature_slope),
             "temperature_per_clip": float(model.adaptive.temperature_per_clip),
+            "caution": model.adaptive.caution,
+            # Recording conditions whose voices are adapted with typical emotion shares (EmotionModel.typical_shares).
+            "typical_shares": list(model.typical_shares),
             "abstain_threshold": model.adaptive.metadata.get("abstain_threshold"),
             "abstain_coverage": model.adaptive.metadata.get("abstain_coverage"),
             "test_metrics": run.adaptive_metrics,
@@ -136,15 +146,21 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
 
 def _layer_arrays(model: EmotionModel, prefix: str) -> tuple[dict, list]:
     """A model's layers and scaler as named float32 arrays, and the layers' specs for the metadata."""
+    arrays, specs = _arrays_of(model.layers, prefix)
+    arrays[f"{prefix}scaler_mean"], arrays[f"{prefix}scaler_scale"] = model.scaler_mean, model.scaler_scale
+    return arrays, specs
+
+
+def _arrays_of(layers: list, prefix: str) -> tuple[dict, list]:
+    """Layers as named float32 arrays, and their specs for the metadata."""
     arrays, specs = {}, []
-    for index, layer in enumerate(model.layers):
+    for index, layer in enumerate(layers):
         spec = {"kind": layer["kind"]}
         if layer["kind"] == "dense":
             spec["activation"] = layer["activation"]
         for name in _LAYER_ARRAYS[layer["kind"]]:
             arrays[f"{prefix}layer{index:02d}_{name}"] = np.asarray(layer[name], dtype=np.float32)
         specs.append(spec)
-    arrays[f"{prefix}scaler_mean"], arrays[f"{prefix}scaler_scale"] = model.scaler_mean, model.scaler_scale
     return arrays, specs
 
 
@@ -203,6 +219,10 @@ def load_bundle(directory="artifacts") -> EmotionModel:
         temperature_slope=float(metadata.get("temperature_slope", 0.0)),  # bundles before the slope had none
         recipe=recipe.name, metadata=metadata,
     )
+    recogniser = metadata.get("recogniser")  # bundles before the recogniser have none: no caution factors
+    if recogniser:
+        model.recogniser = _layers(recogniser["layers"], arrays, RECOGNISER_PREFIX)
+        model.conditions, model.caution = tuple(recogniser["conditions"]), dict(metadata.get("caution") or {})
     adaptive = metadata.get("adaptive")  # bundles before the adaptive mode have none: they predict per clip
     if adaptive:
         model.adaptive = EmotionModel(
@@ -210,8 +230,10 @@ def load_bundle(directory="artifacts") -> EmotionModel:
             scaler_mean=arrays[f"{ADAPTIVE_PREFIX}scaler_mean"], scaler_scale=arrays[f"{ADAPTIVE_PREFIX}scaler_scale"],
             temperature=float(adaptive["temperature"]), temperature_slope=float(adaptive["temperature_slope"]),
             temperature_per_clip=float(adaptive["temperature_per_clip"]), recipe=recipe.name, metadata=adaptive,
+            caution=dict(adaptive.get("caution") or {}) if recogniser else {}, conditions=model.conditions,
         )
         model.prior = SpeakerPrior.from_arrays(arrays)
+        model.typical_shares = tuple(adaptive.get("typical_shares") or ()) if recogniser else ()
     return model
 
 
@@ -276,13 +298,13 @@ def bundle_info(directory) -> dict:
     info : dict
         recipe, classes, features (sample rate, seconds read, count), trained_on (clips, speakers,
         corpora, source), split and seed, test (n, accuracy, macro-F1, ECE), calibration (the
-        temperature formula, abstain threshold), adaptive (whether the bundle has the adaptive mode and
-        its test metrics, each test speaker normalised by its own clips), created, versions (of the
-        libraries that trained it).
+        temperature formula, the caution factors of recording conditions, abstain threshold),
+        adaptive (whether the bundle has the adaptive mode and its test metrics, each test speaker
+        normalised by its own clips), created, versions (of the libraries that trained it).
     """
     metadata = _read_metadata(Path(directory))
     settings, data, metrics = metadata.get("feature_settings", {}), metadata.get("data", {}), metadata.get("test_metrics", {})
-    from ser_lib.evaluate import describe_temperature
+    from ser_lib.evaluate import caution_factors, describe_temperature
 
     temperature, slope = metadata.get("temperature", 1.0), metadata.get("temperature_slope", 0.0)
     versions = dict(metadata.get("versions", {}))
@@ -302,6 +324,7 @@ def bundle_info(directory) -> dict:
                  for key in ("n", "accuracy", "macro_f1", "ece") if key in metrics},
         "calibration": {"temperature": temperature, "temperature_slope": slope,
                         "formula": describe_temperature(temperature, slope),
+                        "caution": caution_factors(metadata.get("caution")) or None,  # per recognised recording condition
                         "abstain_threshold": metadata.get("abstain_threshold")},
         "adaptive": _adaptive_info(metadata.get("adaptive")),
         "created": metadata.get("created"),
@@ -314,4 +337,6 @@ def _adaptive_info(adaptive: dict | None) -> dict:
         return {"mode": "none: per clip only (trained before ser_lib had an adaptive mode, or without it)"}
     metrics = adaptive.get("test_metrics", {})
     return {"mode": "normalised by the speaker's other clips (ser predict --speaker-by, --speaker)",
-            **{f"test_{key}": round(metrics[key], 4) for key in ("accuracy", "macro_f1", "ece") if isinstance(metrics.get(key), float)}}
+            **{f"test_{key}": round(metrics[key], 4) for key in ("accuracy", "macro_f1", "ece") if isinstance(metrics.get(key), float)},
+            # Voices recognised as recorded under these keep the typical emotion shares (EmotionModel.typical_shares).
+            "typical_shares_for": ", ".join(adaptive.get("typical_shares") or ()) or None}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ser_lib import quality
-from ser_lib.adapt import dealt
+from ser_lib.adapt import dealt, paired
 from ser_lib.model import calibration_temperature
 
 
@@ -350,6 +350,69 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: 
     return fitted if n_clips is None else {**fitted, "temperature_per_clip": float(result.x[2])}
 
 
+# The caution factors searched (below 1 sharpens a condition the calibration leaves under-confident), and the
+# fewest held-out clips of a condition that get a factor of their own (fewer keep 1).
+CAUTION_FACTORS = np.exp(np.linspace(np.log(0.5), np.log(3.0), 60))
+MIN_CAUTION_CLIPS = 30
+
+
+def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.ndarray, conditions,
+                *, reference: str = "clean") -> dict:
+    """Each recording condition's factor on the calibrated temperature: its ``high`` tier as reliable as clean speech's.
+
+    For each condition of ``conditions`` but ``reference``: of ``CAUTION_FACTORS``, the one whose
+    temperatures (``temperatures * factor``) give its clips the least NLL, raised (softer) until the
+    share of wrong answers among its clips in the ``high`` tier (:data:`ser_lib.predict.TIERS`) is no
+    larger than the reference clips' at factor 1. One temperature fits all conditions on average,
+    but a condition that degrades the model (babble, a room) then has a top tier too often wrong,
+    and white noise, which the model meets unsure, is left under-confident. A condition with fewer
+    than ``MIN_CAUTION_CLIPS`` clips, and the reference, keep 1.
+
+    Parameters
+    ----------
+    probabilities : np.ndarray [shape=(n, n_classes)]
+        Uncalibrated probabilities of held-out clips.
+    labels : np.ndarray [shape=(n,), dtype=int]
+    temperatures : np.ndarray [shape=(n,)]
+        Each clip's calibrated temperature without caution (:func:`ser_lib.model.calibration_temperature`).
+    conditions : sequence [length n]
+        Each clip's recording condition (``reference`` for clean speech).
+
+    Returns
+    -------
+    caution : dict
+        Condition -> factor, for every condition in ``conditions``.
+    """
+    from ser_lib.model import softmax
+    from ser_lib.predict import TIERS
+
+    high_from = dict((name, low) for low, name in TIERS)["high"] / 100
+    log_p = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0))
+    labels, conditions = np.asarray(labels), np.asarray(conditions, dtype=object)
+    temperatures = np.asarray(temperatures, dtype=np.float64)
+
+    def calibrated(rows, factor):
+        return softmax(log_p[rows] / (temperatures[rows] * factor)[:, None])
+
+    def high_wrong(rows, factor):
+        p = calibrated(rows, factor)
+        high = p.max(axis=1) >= high_from
+        return float((p[high].argmax(axis=1) != labels[rows][high]).mean()) if high.any() else 0.0
+
+    reference_rows = conditions == reference
+    allowed = high_wrong(reference_rows, 1.0) if reference_rows.any() else 1.0
+    caution = {}
+    for condition in dict.fromkeys(conditions):
+        rows = conditions == condition
+        if condition == reference or rows.sum() < MIN_CAUTION_CLIPS:
+            caution[condition] = 1.0
+            continue
+        nll = [-np.log(calibrated(rows, f)[np.arange(rows.sum()), labels[rows]]).mean() for f in CAUTION_FACTORS]
+        softer = CAUTION_FACTORS[int(np.argmin(nll)):]
+        caution[condition] = float(next((f for f in softer if high_wrong(rows, f) <= allowed), softer[-1]))
+    return caution
+
+
 def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:
     """The confidence below which a prediction is marked uncertain, so that ``coverage`` of them are kept."""
     if not 0 < coverage <= 1:
@@ -393,8 +456,20 @@ def describe_calibration(run) -> str:
         f"{floor['mean']:.3f} on average and up to {floor['p95']:.3f} in 95% of draws, so a value below that is "
         f"as good as this test set can show. Marking predictions below {m['abstain_threshold']:.0%} confidence as "
         f"uncertain keeps {m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: "
-        f"{m['accuracy']:.1%})."
+        f"{m['accuracy']:.1%}).{describe_caution(m.get('caution'))}"
     )
+
+
+def describe_caution(caution: dict | None) -> str:
+    """A sentence about the caution factors (:func:`fit_caution`), or "" when every factor is 1 or there are none."""
+    factors = caution_factors(caution)
+    return (" A clip recognised as recorded under a condition has its temperature multiplied by that condition's "
+            f"caution factor, so that its high tier is as reliable as clean speech's: {factors}.") if factors else ""
+
+
+def caution_factors(caution: dict | None) -> str:
+    """``"babble 10 dB x1.21, white noise 15 dB x0.84"``: the factors other than 1 (see :func:`fit_caution`)."""
+    return ", ".join(f"{name} x{factor:.2f}" for name, factor in (caution or {}).items() if factor != 1.0)
 
 
 def recipe_comparison(runs) -> pd.DataFrame:
@@ -485,18 +560,10 @@ def adaptation_predictions(run, features: pd.DataFrame, *, seed: int = 0, repeat
                                       confidence=probabilities.max(axis=1), adapted=adapted))
         return frames
 
-    def paired():
-        ids = np.empty(len(test), dtype=object)
-        for speaker in np.unique(speakers):
-            own = speakers == speaker
-            for k, emotion in enumerate(rng.permutation(np.unique(emotions[own]))):
-                ids[own & (emotions == emotion)] = f"{speaker}/{k // 2}"
-        return ids
-
     frames = predicted("per clip", [np.full(len(test), None)]) + predicted("all clips", [speakers])
     for k in ADAPTATION_K:
         frames += predicted(f"{k} clips", [dealt(speakers, k, rng) for _ in range(repeats)])
-    frames += predicted("skewed (2 emotions)", [paired() for _ in range(repeats)])
+    frames += predicted("skewed (2 emotions)", [paired(speakers, emotions, rng) for _ in range(repeats)])
     enrolment = np.isin(emotions, ENROLMENT_EMOTIONS)
     enrolled = {s: model.speaker_statistics(x[(speakers == s) & enrolment]) for s in np.unique(speakers[enrolment])}
     if enrolled:

@@ -4,7 +4,9 @@ Every recipe's classifier ends as a list of layers of NumPy arrays (dense, batch
 that :func:`forward` evaluates: the original's network gives Keras's probabilities to 1e-5
 (tested), so ``predict_emotion`` starts in a fraction of a second instead of paying 8-10 s for
 TensorFlow. A clip's softmax temperature is :func:`calibration_temperature`, the one formula that
-fitting (:func:`ser_lib.evaluate.fit_calibration`) and prediction share.
+fitting (:func:`ser_lib.evaluate.fit_calibration`) and prediction share. A model trained with copies
+under recording conditions also recognises a clip's condition (:meth:`EmotionModel.recognise`) and
+softens or sharpens its clips by that condition's caution factor (:func:`ser_lib.evaluate.fit_caution`).
 """
 
 from __future__ import annotations
@@ -67,19 +69,20 @@ def atypicality(standardised: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.mean(standardised**2, axis=1), 1e-12))
 
 
-def calibration_temperature(temperature, slope, atypicality, per_clip=0.0, n_clips=None) -> np.ndarray:
-    """The softmax temperature of clips: ``temperature * exp(slope * atypicality) * (1 + per_clip / n_clips)``.
+def calibration_temperature(temperature, slope, atypicality, per_clip=0.0, n_clips=None, caution=None) -> np.ndarray:
+    """The softmax temperature of clips: ``temperature * exp(slope * atypicality) * (1 + per_clip / n_clips) * caution``.
 
     With ``slope`` 0 every clip gets ``temperature``; with a positive slope, clips unlike the
     training clips get softer probabilities. ``exp(slope * atypicality)`` is ``d ** slope`` for
     ``d`` the clip's mean squared standardised feature. The last factor is the adaptive mode's
     (:mod:`ser_lib.adapt`): a speaker's statistics from few clips are rough, so its clips get
-    softer probabilities (``n_clips`` None: as many as in training, factor 1).
+    softer probabilities (``n_clips`` None: as many as in training, factor 1). ``caution``: each
+    clip's factor for its recording condition (:meth:`EmotionModel.caution_of`; None: 1).
     """
     t = temperature * np.exp(slope * np.asarray(atypicality, dtype=np.float64))
     if per_clip and n_clips is not None:
         t = t * (1 + per_clip / np.asarray(n_clips, dtype=np.float64))
-    return t
+    return t if caution is None else t * np.asarray(caution, dtype=np.float64)
 
 
 @dataclass
@@ -90,6 +93,12 @@ class EmotionModel:
     (:func:`atypicality` of its standardised features): with a positive slope, clips unlike the
     training clips get softer probabilities. Both are fitted on held-out speakers
     (:func:`ser_lib.evaluate.fit_calibration`); 1 and 0 leave the probabilities as trained.
+    A model trained with copies under recording conditions has a ``recogniser`` (layers giving the
+    probability of each of the ``conditions``, "clean" among them, from standardised features) and
+    each model a ``caution`` factor per condition: a clip's temperature is also multiplied by
+    ``exp(sum_c p_c * log caution_c)`` (:meth:`caution_of`), so a clip that sounds like babble gets
+    babble's factor. The adaptive model has factors of its own and uses its parent's recogniser on
+    the raw clips (adapted features no longer show the channel).
     Made by training (:func:`ser_lib.train`) or by loading a bundle (:func:`ser_lib.load_bundle`);
     it needs neither TensorFlow nor pickle.
     """
@@ -102,6 +111,15 @@ class EmotionModel:
     temperature_slope: float = 0.0
     # The adaptive model's softening for statistics of few clips (calibration_temperature's per_clip).
     temperature_per_clip: float = 0.0
+    # Condition name -> factor on the temperature (ser_lib.evaluate.fit_caution); empty: none.
+    caution: dict = field(default_factory=dict)
+    # The condition recogniser: layers over standardised features, outputs in ``conditions`` order
+    # (the adaptive model has the names, and its parent's recogniser recognises its rows).
+    recogniser: list | None = None
+    conditions: tuple = ()
+    # Recording conditions whose voices are adapted with the training speakers' typical emotion shares,
+    # not shares estimated from their clips (chosen in training: ser_lib.training._choose_shares).
+    typical_shares: tuple = ()
     recipe: str = "original"
     metadata: dict = field(default_factory=dict)
     # The adaptive mode (ser_lib.adapt): a model of speaker-normalised features, and what it shrinks toward.
@@ -112,7 +130,7 @@ class EmotionModel:
     def n_features(self) -> int:
         return int(self.scaler_mean.shape[0])
 
-    def predict_proba(self, features: np.ndarray, n_clips=None) -> np.ndarray:
+    def predict_proba(self, features: np.ndarray, n_clips=None, conditions=None) -> np.ndarray:
         """Class probabilities of raw feature rows.
 
         Parameters
@@ -120,13 +138,19 @@ class EmotionModel:
         features : np.ndarray [shape=(n, n_features) or (n_features,)]
         n_clips : np.ndarray [shape=(n,)], optional
             For the adaptive model: the clips each row's speaker statistics came from.
+        conditions : np.ndarray [shape=(n, n_conditions)], optional
+            For the adaptive model: its parent's :meth:`recognise` of the raw rows. A model with a
+            recogniser recognises its rows itself.
 
         Returns
         -------
         probabilities : np.ndarray [shape=(n, n_classes)], columns in ``classes`` order
         """
         standardised = self._standardise(features)
-        return forward(self.layers, standardised, temperature=self.temperatures(standardised, n_clips)[:, None])
+        if conditions is None and self.recogniser is not None:
+            conditions = forward(self.recogniser, standardised)
+        temperature = self.temperatures(standardised, n_clips, conditions)
+        return forward(self.layers, standardised, temperature=temperature[:, None])
 
     def predict_proba_uncalibrated(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities of raw feature rows as trained (temperature 1)."""
@@ -157,7 +181,8 @@ class EmotionModel:
         probabilities = self.predict_proba(features) if len(features) else np.empty((0, len(self.classes)))
         adapted_features, adapted, n_clips = self.adapt_speakers(features, speakers, statistics)
         if adapted.any():
-            probabilities[adapted] = self.adaptive.predict_proba(adapted_features[adapted], n_clips[adapted])
+            probabilities[adapted] = self.adaptive.predict_proba(adapted_features[adapted], n_clips[adapted],
+                                                                 self.recognise(features[adapted]))
         return probabilities, adapted, n_clips
 
     def adapt_speakers(self, features: np.ndarray, speakers, statistics: dict | None = None):
@@ -184,10 +209,22 @@ class EmotionModel:
         return out, adapted, n_clips
 
     def speaker_statistics(self, features: np.ndarray) -> SpeakerStatistics:
-        """The statistics of one unlabelled speaker's raw feature rows, its emotions' shares estimated (:func:`~ser_lib.adapt.estimate_mix`)."""
+        """The statistics of one unlabelled speaker's raw feature rows, its emotions' shares estimated (:func:`~ser_lib.adapt.estimate_mix`).
+
+        A voice recognised as recorded under one of ``typical_shares`` keeps the typical shares
+        (``mix`` None): under that condition the estimate costs more than it corrects.
+        """
         if self.adaptive is None:
             raise ValueError("This model has no adaptive mode: it was trained without one (or before ser_lib had one).")
-        return estimate_mix(self._checked(features), self.prior, self.adaptive.predict_proba_uncalibrated)
+        features = self._checked(features)
+        if self.typical_shares and self.recognised_condition(features) in self.typical_shares:
+            return SpeakerStatistics.of(features)
+        return estimate_mix(features, self.prior, self.adaptive.predict_proba_uncalibrated)
+
+    def recognised_condition(self, features: np.ndarray) -> str | None:
+        """The recording condition of a voice's raw feature rows: the most probable on average; None without a recogniser."""
+        probabilities = self.recognise(features)
+        return None if probabilities is None else self.conditions[int(np.argmax(probabilities.mean(axis=0)))]
 
     def uncertain(self, confidence, adapted=False, measures=None) -> np.ndarray:
         """Whether each answer is uncertain: its top probability (0-1) is below the abstention threshold
@@ -213,15 +250,25 @@ class EmotionModel:
         """What one input's measures [shape=(4,)] show, and which lie outside the training range (:func:`ser_lib.quality.describe`)."""
         return quality.describe(measures, self.metadata.get("input_limits"))
 
-    def temperatures(self, standardised: np.ndarray, n_clips=None) -> np.ndarray:
-        """The calibration temperature of each standardised feature row."""
-        if self.temperature_slope == 0 and (not self.temperature_per_clip or n_clips is None):
-            return np.full(len(standardised), self.temperature, dtype=np.float32)
-        return self.temperature_at(atypicality(standardised), n_clips).astype(np.float32)
+    def temperatures(self, standardised: np.ndarray, n_clips=None, conditions=None) -> np.ndarray:
+        """The calibration temperature of each standardised feature row (``conditions``: see :meth:`predict_proba`)."""
+        return self.temperature_at(atypicality(standardised), n_clips, self.caution_of(conditions)).astype(np.float32)
 
-    def temperature_at(self, atypicality: np.ndarray, n_clips=None) -> np.ndarray:
-        """The calibration temperature of clips of the given :func:`atypicality` (and speaker statistics' clip count)."""
-        return calibration_temperature(self.temperature, self.temperature_slope, atypicality, self.temperature_per_clip, n_clips)
+    def temperature_at(self, atypicality: np.ndarray, n_clips=None, caution=None) -> np.ndarray:
+        """The calibration temperature of clips of this :func:`atypicality` (and statistics' clip count, caution factors)."""
+        return calibration_temperature(self.temperature, self.temperature_slope, atypicality, self.temperature_per_clip, n_clips,
+                                       caution)
+
+    def recognise(self, features: np.ndarray) -> np.ndarray | None:
+        """The probability of each of ``conditions`` for raw feature rows [shape=(n, n_conditions)]; None without a recogniser."""
+        return None if self.recogniser is None else forward(self.recogniser, self._standardise(features))
+
+    def caution_of(self, conditions) -> np.ndarray | None:
+        """Each row's caution factor, ``exp(sum_c p_c * log caution_c)``, from :meth:`recognise`'s probabilities; None without."""
+        if conditions is None or not self.caution:
+            return None
+        log_factors = np.log([self.caution.get(name, 1.0) for name in self.conditions])
+        return np.exp(np.asarray(conditions, dtype=np.float64) @ log_factors)
 
     def atypicality(self, features: np.ndarray) -> np.ndarray:
         """:func:`atypicality` of raw feature rows under this model's scaler."""

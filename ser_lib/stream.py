@@ -82,6 +82,7 @@ class EmotionStream:
         if adapt and self.model.adaptive is not None:
             self._voice = RunningStatistics(self.model.n_features, len(self.model.classes), start,
                                             typical_mix=self.model.prior.typical_mix)
+        self._heard_conditions = 0.0  # the sum of the voiced windows' recording-condition probabilities
         self._heard = 0
         self._closed = False
         # One record per window: start (s), level (dBFS), probabilities (NaN when silent), adapted, n_clips, heard (s),
@@ -190,11 +191,15 @@ class EmotionStream:
         statistics = voice.statistics()  # the emotion shares of the windows before this one
         # This window's emotion shares, as estimate_mix takes them: the adaptive model's, uncalibrated.
         voice.add_shares(model.adaptive.predict_proba_uncalibrated(adapt(features, statistics, model.prior))[0])
+        conditions = model.recognise(features)
+        if conditions is not None:  # the voice's recording condition so far (EmotionModel.recognised_condition)
+            self._heard_conditions = self._heard_conditions + conditions[0]
         if voice.n < MIN_CLIPS:
             return model.predict_proba(features)[0], False, voice.n
-        statistics.mix = voice.statistics().mix
+        typical = conditions is not None and model.conditions[int(np.argmax(self._heard_conditions))] in model.typical_shares
+        statistics.mix = None if typical else voice.statistics().mix  # as EmotionModel.speaker_statistics
         adapted = adapt(features, statistics, model.prior)
-        return model.adaptive.predict_proba(adapted, np.array([voice.n]))[0], True, voice.n
+        return model.adaptive.predict_proba(adapted, np.array([voice.n]), conditions)[0], True, voice.n
 
     def _table(self, first: int):
         if first == len(self._windows) and self._empty is not None:

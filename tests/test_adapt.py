@@ -275,3 +275,44 @@ def test_the_bundle_keeps_the_clip_term_and_fewer_clips_give_softer_probabilitie
     few, many = softened.predict_proba(x, np.full(4, 2)), softened.predict_proba(x, np.full(4, 200))
     assert (few.max(axis=1) < many.max(axis=1)).all()
     np.testing.assert_allclose(softened.predict_proba(x), adaptive.predict_proba(x), rtol=1e-6)  # no count: no softening
+
+
+def test_a_voice_recognised_under_a_typical_shares_condition_is_adapted_without_estimated_shares(trained, tmp_path):
+    import dataclasses
+
+    from ser_lib.stream import EmotionStream
+
+    run, features, _ = trained
+    model = run.model
+
+    def recognising(condition):  # a recogniser that hears every clip as ``condition``
+        layer = {"kind": "dense", "activation": "softmax", "kernel": np.zeros((model.n_features, 2), np.float32),
+                 "bias": np.array([10.0, 0.0] if condition == "clean" else [0.0, 10.0], np.float32)}
+        conditions = ("clean", "white noise 15 dB")
+        return dataclasses.replace(model, recogniser=[layer], conditions=conditions, typical_shares=("white noise 15 dB",),
+                                   adaptive=dataclasses.replace(model.adaptive, conditions=conditions))
+
+    noisy, clean = recognising("white noise 15 dB"), recognising("clean")
+    rows = feature_matrix(original_rows(features))[:12]
+    assert noisy.recognised_condition(rows) == "white noise 15 dB" and clean.recognised_condition(rows) == "clean"
+    assert noisy.speaker_statistics(rows).mix is None  # typical shares: no correction
+    estimated = clean.speaker_statistics(rows).mix
+    assert estimated is not None and estimated.sum() == pytest.approx(1.0)
+    expected = noisy.adaptive.predict_proba(adapt.adapt(rows, adapt.SpeakerStatistics.of(rows), model.prior), np.full(12, 12))
+    np.testing.assert_allclose(noisy.predict_speakers(rows, ["a"] * 12)[0], expected, atol=1e-6)
+
+    # The bundle keeps the choice, and a live stream of that voice adapts the same way: its last window,
+    # adapted to every voiced window, is the batch prediction of the last clip.
+    bundle = ser_lib.save_bundle(dataclasses.replace(run, model=noisy), tmp_path / "artifacts")
+    loaded = ser_lib.load_bundle(bundle)
+    assert loaded.typical_shares == ("white noise 15 dB",) and loaded.adaptive.conditions == loaded.conditions
+    clips = run.predictions["path"].head(3)
+    y = np.concatenate([ser_lib.load_audio(path, sr=22050, duration=3.0) for path in clips])
+    stream = EmotionStream(bundle, sr=22050)
+    stream.feed(y)
+    timeline = stream.close().timeline
+    voiced = timeline[timeline["emotion"] != "silent"]
+    windows = [y[int(round(start * 22050)) : int(round(start * 22050)) + 3 * 22050] for start in voiced["start"]]
+    window_features = ser_lib.predict.signal_features(loaded, windows)
+    batch = loaded.predict_speakers(window_features, ["voice"] * len(windows))[0][-1]
+    np.testing.assert_allclose(voiced[list(model.classes)].to_numpy()[-1], batch, atol=1e-5)

@@ -378,6 +378,9 @@ def test_best_recipe_end_to_end_bundle_and_prediction(tmp_path):
     scale = x[train_rows].std(axis=0)
     z = (x[test_rows] - x[train_rows].mean(axis=0)) / np.where(scale > 0, scale, 1)  # constant columns: scale 1, as sklearn
     temperatures = model.temperature * np.mean(z.astype(np.float64) ** 2, axis=1) ** model.temperature_slope
+    # ... times the caution factor of the condition each clip is recognised as (the bundle keeps both).
+    assert model.conditions == run.model.conditions and "clean" in model.conditions and model.caution == run.model.caution
+    temperatures = temperatures * model.caution_of(model.recognise(x[test_rows]))
     np.testing.assert_allclose(model.predict_proba(x[test_rows]), softmax(logits[test_rows] / temperatures[:, None]), atol=1e-2)
 
     clip = run.predictions["path"].iloc[0]
@@ -449,6 +452,46 @@ def test_best_recipe_chooses_and_calibrates_out_of_fold_over_training_speakers_n
     assert run.settings["calibration_clips"] == len(predicted)
     assert run.settings["calibrated_on"].startswith("out-of-fold") and np.isfinite(run.metrics["temperature"])
     assert len(run.predictions) == (run.split == "test").sum() and not set(run.predictions["speaker"]) - test_speakers
+
+
+def test_best_recognises_recording_conditions_learnt_from_training_speakers_only(monkeypatch):
+    from ser_lib import training
+
+    table = _synthetic_best_table()
+    phone = table[table["augmentation"] == "speed0.9"].assign(augmentation="telephone")
+    channel = list(FUSION.feature_names)[100:400]
+    phone[channel] = phone[channel] + 3.0  # a channel: an offset on many features
+    table = pd.concat([table, phone], ignore_index=True)
+    originals = table["augmentation"] == "none"
+    split = table.loc[originals, "speaker"].map({"ravdess_01": "test", "ravdess_02": "test"}).fillna("train")
+    seen = []
+
+    def spy(model, x, recording, rows, *, seed):
+        seen.append(x[rows, 0])
+        return fit_recogniser(model, x, recording, rows, seed=seed)
+
+    fit_recogniser = training._fit_recogniser
+    monkeypatch.setattr(training, "_fit_recogniser", spy)
+    with pytest.warns(UserWarning, match="training clips gave no babble 10 dB copy"):
+        run = ser_lib.train(table, recipe="best", split=split, seed=0, progress=False)
+    model = run.model
+    # Fitted once, on training rows only: no row of a test speaker, under any condition.
+    (ids,) = seen
+    assert not table.loc[ids.astype(int), "speaker"].isin(["ravdess_01", "ravdess_02"]).any()
+    assert model.conditions == ("clean", "telephone") and model.adaptive.conditions == model.conditions
+    # The test speakers' clips and their telephone rows are told apart.
+    test_rows = table["speaker"].isin(["ravdess_01", "ravdess_02"]) & table["augmentation"].isin(["none", "telephone"])
+    recognised = model.recognise(ser_lib.features.feature_matrix(table[test_rows], recipe="best"))
+    truth = (table.loc[test_rows, "augmentation"] == "telephone").to_numpy()
+    assert (recognised.argmax(axis=1) == truth).all()
+    # Each model has a factor per condition, clean speech's 1; the test predictions carry them.
+    for fitted in (model, model.adaptive):
+        assert set(fitted.caution) == {"clean", "telephone"} and fitted.caution["clean"] == 1.0
+    assert run.metrics["caution"] == model.caution
+    assert set(model.typical_shares) <= set(model.conditions)  # chosen on the held-out training voices
+    x_test = ser_lib.features.feature_matrix(table[originals & (split == "test").reindex(table.index, fill_value=False)],
+                                             recipe="best")
+    np.testing.assert_allclose(run.predictions["confidence"], model.predict_proba(x_test).max(axis=1), atol=1e-6)
 
 
 def test_split_none_trains_on_every_speaker_and_still_calibrates(tmp_path):

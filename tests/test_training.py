@@ -271,6 +271,50 @@ def test_calibration_fit_recovers_a_temperature_growing_with_atypicality():
         ser_lib.evaluate.fit_calibration(ser_lib.model.softmax(logits), labels, spread[:10])
 
 
+def test_caution_makes_each_condition_s_high_tier_as_reliable_as_clean_speech_s():
+    rng = np.random.default_rng(2)
+    n = 3000
+    logits = rng.normal(size=(n, 5)) * 3
+    conditions = np.repeat(["clean", "babble", "white noise", "rare"], [1500, 1000, 480, 20])
+    # Calibrated at 1 on average, babble's clips are right less often than their confidence says, white noise's more.
+    truth = np.select([conditions == "babble", conditions == "white noise"], [2.0, 0.6], 1.0)
+    labels = np.array([rng.choice(5, p=p) for p in ser_lib.model.softmax(logits / truth[:, None])])
+    caution = ser_lib.evaluate.fit_caution(ser_lib.model.softmax(logits), labels, np.ones(n), conditions)
+    assert caution["clean"] == 1.0 and caution["rare"] == 1.0  # the reference, and too few clips for a factor
+    assert caution["babble"] >= 1.8 and caution["white noise"] < 0.8
+
+    def high_wrong(rows, factor):
+        p = ser_lib.model.softmax(logits[rows] / factor)
+        high = p.max(axis=1) >= 0.7
+        return (p[high].argmax(axis=1) != labels[rows][high]).mean()
+
+    clean = high_wrong(conditions == "clean", 1.0)
+    for condition in ("babble", "white noise"):
+        assert high_wrong(conditions == condition, caution[condition]) <= clean
+    assert high_wrong(conditions == "babble", 1.0) > clean + 0.1  # what one temperature would have said
+
+
+def test_a_clip_recognised_as_a_condition_gets_its_caution_and_the_bundle_keeps_both(trained, tmp_path):
+    run, _ = trained
+    model = dataclasses.replace(run.model, adaptive=None)
+    # A recogniser that reads the condition off feature 0's sign: clean below 0, babble above.
+    kernel = np.zeros((model.n_features, 2), np.float32)
+    kernel[0] = [-50.0, 50.0]
+    model.recogniser = [{"kind": "dense", "activation": "softmax", "kernel": kernel, "bias": np.zeros(2, np.float32)}]
+    model.conditions, model.caution = ("clean", "babble"), {"clean": 1.0, "babble": 2.5}
+    x = np.repeat(model.scaler_mean[None, :], 2, axis=0)
+    x[0, 0] -= 3 * model.scaler_scale[0]
+    x[1, 0] += 3 * model.scaler_scale[0]
+    np.testing.assert_allclose(model.caution_of(model.recognise(x)), [1.0, 2.5], rtol=1e-4)
+    plain = dataclasses.replace(model, recogniser=None, caution={}, conditions=())
+    expected = ser_lib.model.softmax(np.log(plain.predict_proba(x)) / np.array([[1.0], [2.5]]))
+    np.testing.assert_allclose(model.predict_proba(x), expected, atol=1e-5)
+    bundle = ser_lib.save_bundle(dataclasses.replace(run, model=model), tmp_path / "artifacts")
+    loaded = ser_lib.load_bundle(bundle)
+    assert loaded.conditions == model.conditions and loaded.caution == model.caution
+    np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-6)
+
+
 def test_a_clip_unlike_the_training_clips_gets_a_softer_prediction():
     layers = [{"kind": "dense", "kernel": np.eye(3, dtype=np.float32) * 2, "bias": np.zeros(3, dtype=np.float32),
                "activation": "linear"}]

@@ -20,9 +20,9 @@ A recipe module defines:
   is_copy, recorded)`` (``is_copy``: speed copies, never predicted; ``recorded``: copies under a
   recording condition, recordings of their own): its classifier, returned as ``layers`` (for :func:`ser_lib.model.forward`), the scaler,
   a ``history`` table, ``settings`` and optionally ``calibration`` (held-out probabilities, labels,
-  atypicality), ``held_out_models`` (models of its cross-validation folds, each with the ``rows``
-  it did not learn from; else the adaptive mode is calibrated on the validation speakers) and a
-  ``keras_model``;
+  atypicality of the rows ``calibration_rows`` marks, in their order), ``held_out_models`` (models
+  of its cross-validation folds, each with the ``rows`` it did not learn from; else the adaptive
+  mode is calibrated on the validation speakers) and a ``keras_model``;
 - ``describe_model(n_features, n_classes)``: the classifier as a table;
 - ``TRAINING_NEEDS``: ``{module: (what, pip extra)}`` of the optional packages training needs, so that
   ``ser train`` names what to install before it extracts any feature.

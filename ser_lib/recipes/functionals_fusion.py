@@ -454,11 +454,12 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
     mean of the intercepts, so a bundle stores it as plain arrays.
 
     The out-of-fold fused predictions at the chosen C's, with each row's atypicality under its
-    fold's scaler, are returned as ``calibration``, on which :func:`train` fits the temperature,
-    its slope and the abstention threshold; the fused fold models themselves as ``held_out_models``
-    (``layers``, ``scaler_mean``, ``scaler_scale``, and ``rows``: the rows, copies aside, each did
-    not learn from), which the adaptive mode's calibration uses to predict held-out speakers as a user
-    does (:func:`ser_lib.training.train`). ``groups`` is the speaker of each row; ``is_copy``
+    fold's scaler, are returned as ``calibration`` (of the rows ``calibration_rows``), on which
+    :func:`train` fits the temperature, its slope, the caution factors and the abstention threshold;
+    the fused fold models themselves as ``held_out_models`` (``layers``, ``scaler_mean``,
+    ``scaler_scale``, and ``rows``: the rows, copies aside, each did not learn from), which the
+    adaptive mode's calibration uses to predict held-out speakers as a user does
+    (:func:`ser_lib.training.train`). ``groups`` is the speaker of each row; ``is_copy``
     marks training copies (speed copies), which are fitted on but never predicted; every other row
     (an original clip, or one under a recording condition: ``recorded``) is predicted out of fold
     and calibrated on, but C is chosen on the original clips' accuracy, the headline's speech. The validation part is not
@@ -519,7 +520,8 @@ def fit(x, y, parts, *, n_classes, progress, description, groups, is_copy=None, 
                 "calibrated_on": f"out-of-fold predictions over {len(folds)} speaker-grouped folds of {n_speakers} training speakers"}
     return {"layers": [layer], "keras_model": None, "history": pd.DataFrame([row]).rename_axis("epoch"),
             "scaler_mean": scaler_mean, "scaler_scale": scaler_scale, "settings": settings,
-            "calibration": (softmax(out_of_fold[held]), y[held], spread[held]), "held_out_models": held_out_models}
+            "calibration": (softmax(out_of_fold[held]), y[held], spread[held]), "calibration_rows": held,
+            "held_out_models": held_out_models}
 
 
 def describe_model(n_features: int, n_classes: int) -> pd.DataFrame:
