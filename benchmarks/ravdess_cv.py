@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ser_lib  # noqa: E402
 import ser_lib.conditions  # noqa: E402
 import ser_lib.evaluate  # noqa: E402
-from ser_lib.features import original_rows  # noqa: E402
+from ser_lib.features import feature_matrix, original_rows  # noqa: E402
 from ser_lib.recipes import recipe_names  # noqa: E402
 
 
@@ -122,6 +122,10 @@ def main() -> None:
             recordings.append(ser_lib.evaluate.recording_predictions(run, recorded).assign(fold=fold))
             by_recording = ser_lib.evaluate.recording_table(recordings[-1], run.classes).set_index(["recording", "mode"])["accuracy"]
             rows[-1].update({f"{mode} {recording}": v for (recording, mode), v in by_recording.items()})
+            if run.model.recogniser is not None:  # how often the condition recogniser names a test recording's condition
+                test = recorded[recorded["path"].isin(run.predictions["path"])]
+                named = np.asarray(run.model.conditions)[run.model.recognise(feature_matrix(test, recipe=args.recipe)).argmax(axis=1)]
+                rows[-1]["condition_recognised"] = float((named == test["augmentation"].replace("none", "clean")).mean())
         print(rows[-1], flush=True)
         if run.model.caution:
             cautions = {"per clip": run.model.caution, "adapted": run.model.adaptive.caution if run.model.adaptive else {}}

@@ -427,10 +427,10 @@ def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, rec
     """Calibrate ``model.adaptive`` on held-out speakers adapted exactly as a user's are (see :func:`_calibrate`).
 
     ``held_out``: (uncalibrated adaptive model, rows of speakers it did not learn from) pairs;
-    ``speakers``: each row's voice (a speaker, or a speaker through a recording condition), ``recording``
-    its recording condition (for the caution factors). Each
-    voice's rows are adapted as :meth:`EmotionModel.adapt_speakers` does (emotions' shares
-    estimated by that model), with all of them and dealt into batches of each of
+    ``speakers``: each row's voice (a speaker, or a speaker through a recording condition),
+    ``recording`` its recording condition (for the caution factors). Each voice's rows are adapted
+    as :meth:`EmotionModel.adapt_speakers` does (emotions' shares estimated by that model, or
+    typical under ``model.typical_shares``), with all of them and dealt into batches of each of
     ``CALIBRATION_BATCHES``, so the temperature's clip term learns how much rougher few clips
     are; the abstention threshold keeps ``coverage`` of the predictions with all of a speaker's clips.
     """
@@ -456,8 +456,7 @@ def _fit_recogniser(model: EmotionModel, x, recording, rows, *, seed: int) -> tu
 
     A multinomial logistic regression (``RECOGNISER_C``) on at most ``RECOGNISER_ROWS`` rows of each
     condition; returned as one softmax layer for :func:`ser_lib.model.forward`, with the conditions
-    in its output order. A RAVDESS fold's recogniser names the condition of 99.3-99.7 % of the test
-    speakers' recordings under the 8 conditions.
+    in its output order (ENHANCEMENTS.md: how often it names the condition of test speakers' recordings).
     """
     from sklearn.linear_model import LogisticRegression
 
