@@ -1261,7 +1261,7 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
     ----------
     table : pandas.DataFrame
         One row per condition and mode (:func:`ser_lib.evaluate.recording_table`) with
-        ``recording``, ``mode`` (``"per clip"``, ``"adapted"``), ``accuracy`` (or ``accuracy_mean``
+        ``recording``, ``mode`` (``"per clip"``, ``"adapted"``, ...), ``accuracy`` (or ``accuracy_mean``
         and ``accuracy_std`` over folds, drawn as error bars), ``ece``, ``ece_perfect_p95`` and
         ``high_wrong``, fractions in [0, 1].
 
@@ -1278,7 +1278,7 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
     modes = list(dict.fromkeys(table["mode"]))
     x = np.arange(len(recordings))
     width = 0.8 / len(modes)
-    colors = {"per clip": "#9e9e9e", "adapted": "#3b75af"}
+    colors = {"per clip": "#9e9e9e", "adapted": "#3b75af", "adapted, 2 emotions": "#9ecae1"}
     fig = _new_figure(max(12, 1.6 * len(recordings) + 4), 4.8)
     left, middle, right = fig.subplots(1, 3, width_ratios=(3, 2, 2))
     for k, mode in enumerate(modes):

@@ -155,12 +155,19 @@ def test_the_recording_study_predicts_every_test_clip_per_condition_and_mode(dem
     recorded = ser_lib.extract_many(test, n_jobs=2, cache_dir=None, progress=False, augmentations=("telephone", "quiet -30 dB"))
     predictions = evaluate.recording_predictions(run, recorded)
     counts = predictions.groupby(["recording", "mode"], sort=False)["path"].nunique()
-    assert counts.index.tolist() == [(r, m) for r in ("clean", "telephone", "quiet -30 dB") for m in ("per clip", "adapted")]
+    modes = ("per clip", "adapted", "adapted, 2 emotions")
+    assert counts.index.tolist() == [(r, m) for r in ("clean", "telephone", "quiet -30 dB") for m in modes]
     assert (counts == len(run.predictions)).all()
     clean = predictions[(predictions["recording"] == "clean") & (predictions["mode"] == "per clip")]
     assert (clean.set_index("path").loc[run.predictions["path"], "predicted"].to_numpy() == run.predictions["predicted"].to_numpy()).all()
     adapted = predictions[(predictions["recording"] == "clean") & (predictions["mode"] == "adapted")]
     assert (adapted["predicted"].to_numpy() == run.adaptive_predictions.set_index("path").loc[adapted["path"], "predicted"].to_numpy()).all()
+    # A voice heard in two emotions: each speaker's clips adapted in batches of two of its emotions.
+    few = predictions[(predictions["recording"] == "clean") & (predictions["mode"] == "adapted, 2 emotions")].reset_index()
+    pairs = ser_lib.adapt.paired(few["speaker"].to_numpy(), few["emotion"].to_numpy(), np.random.default_rng(0))
+    x = ser_lib.features.feature_matrix(features.set_index("path").loc[few["path"]].reset_index())
+    expected = np.asarray(run.classes)[run.model.predict_speakers(x, pairs)[0].argmax(axis=1)]
+    assert (few["predicted"].to_numpy() == expected).all() and len(set(pairs)) > len(set(few["speaker"]))
     table = evaluate.recording_table(predictions, run.classes)
     assert list(table.columns) == ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence",
                                    "uncertain", "high_wrong", "confident_wrong"]
