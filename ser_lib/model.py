@@ -223,8 +223,13 @@ class EmotionModel:
 
     def recognised_condition(self, features: np.ndarray) -> str | None:
         """The recording condition of a voice's raw feature rows: the most probable on average; None without a recogniser."""
-        probabilities = self.recognise(features)
-        return None if probabilities is None else self.conditions[int(np.argmax(probabilities.mean(axis=0)))]
+        return self.condition_of(self.recognise(features))
+
+    def condition_of(self, probabilities) -> str | None:
+        """The condition most probable over a voice's rows of :meth:`recognise` probabilities (or their sum); None for None."""
+        if probabilities is None:
+            return None
+        return self.conditions[int(np.argmax(np.asarray(probabilities).reshape(-1, len(self.conditions)).sum(axis=0)))]
 
     def uncertain(self, confidence, adapted=False, measures=None) -> np.ndarray:
         """Whether each answer is uncertain: its top probability (0-1) is below the abstention threshold

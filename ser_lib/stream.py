@@ -196,7 +196,7 @@ class EmotionStream:
             self._heard_conditions = self._heard_conditions + conditions[0]
         if voice.n < MIN_CLIPS:
             return model.predict_proba(features)[0], False, voice.n
-        typical = conditions is not None and model.conditions[int(np.argmax(self._heard_conditions))] in model.typical_shares
+        typical = conditions is not None and model.condition_of(self._heard_conditions) in model.typical_shares
         statistics.mix = None if typical else voice.statistics().mix  # as EmotionModel.speaker_statistics
         adapted = adapt(features, statistics, model.prior)
         return model.adaptive.predict_proba(adapted, np.array([voice.n]), conditions)[0], True, voice.n
