@@ -21,8 +21,8 @@ draws them. ``--no-adaptive`` trains the per-clip model only.
 ``--recordings`` also scores each fold's test clips under every recording condition of
 ``ser_lib.conditions`` (telephone, MP3, Opus, white noise, babble of other speakers, a room, a quiet and an
 overdriven microphone), per clip and adapted (each speaker's clips of one condition together): accuracy and
-macro-F1 mean ± std over folds; ECE, mean confidence, share uncertain, share wrong among the high-confidence
-answers and among those not marked uncertain, pooled over them; ``--recordings-chart PNG`` draws them. The conditioned features are cached like the
+macro-F1 mean ± std over folds; ECE, mean confidence, share uncertain, share wrong among the high-tier answers
+(each recognised condition's tier: ``EmotionModel.tiers``) and among those not marked uncertain, pooled over them; ``--recordings-chart PNG`` draws them. The conditioned features are cached like the
 clean ones (the first run extracts 8 more versions of every clip). ``--train-augmentations`` trains on other
 copies than the recipe's (``speed0.9,speed1.1,telephone``: the speed copies and a telephone copy of every
 training clip; babble is made of the table's other speakers, test actors included, so it is no training copy here).
@@ -133,6 +133,9 @@ def main() -> None:
                 f"{mode} " + ", ".join(f"{name} {factor:.2f}" for name, factor in factors.items())
                 for mode, factors in cautions.items() if factors)
                 + f"; adapted with typical emotion shares: {', '.join(run.model.typical_shares) or 'none'}", flush=True)
+            floors = {"per clip": run.model.high_from, "adapted": run.model.adaptive.high_from if run.model.adaptive else {}}
+            print(f"fold {fold} high tier from: " + "; ".join(f"{mode} {ser_lib.evaluate.high_tier_floors(own) or 'clean floor'}"
+                                                              for mode, own in floors.items()), flush=True)
     results = pd.DataFrame(rows)
     # Pooled ECE over all folds' test clips is steadier than per-fold ECE (240 clips, 15 bins).
     print(f"\nrecipe {args.recipe}: {len(originals)} clips ({len(features)} rows with augmented copies) from {args.data}; "

@@ -104,6 +104,8 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
         # The recording-condition recogniser (None without one) and each condition's factor on the temperature.
         "recogniser": None if model.recogniser is None else {"layers": recogniser_specs, "conditions": list(model.conditions)},
         "caution": model.caution,
+        # Each condition's lowest confidence (0-1) of the high tier (EmotionModel.high_from); {} before them.
+        "high_from": model.high_from,
         "abstain_threshold": model.metadata.get("abstain_threshold"),
         "abstain_coverage": model.metadata.get("abstain_coverage"),
         # The range of the input measures over the clips it trained on (ser_lib.quality); None before them.
@@ -113,6 +115,7 @@ def save_bundle(run, directory, *, data_summary: dict | None = None, overwrite: 
             "temperature_slope": float(model.adaptive.temperature_slope),
             "temperature_per_clip": float(model.adaptive.temperature_per_clip),
             "caution": model.adaptive.caution,
+            "high_from": model.adaptive.high_from,
             # Recording conditions whose voices are adapted with typical emotion shares (EmotionModel.typical_shares).
             "typical_shares": list(model.typical_shares),
             "abstain_threshold": model.adaptive.metadata.get("abstain_threshold"),
@@ -223,6 +226,7 @@ def load_bundle(directory="artifacts") -> EmotionModel:
     if recogniser:
         model.recogniser = _layers(recogniser["layers"], arrays, RECOGNISER_PREFIX)
         model.conditions, model.caution = tuple(recogniser["conditions"]), dict(metadata.get("caution") or {})
+        model.high_from = dict(metadata.get("high_from") or {})
     adaptive = metadata.get("adaptive")  # bundles before the adaptive mode have none: they predict per clip
     if adaptive:
         model.adaptive = EmotionModel(
@@ -231,6 +235,7 @@ def load_bundle(directory="artifacts") -> EmotionModel:
             temperature=float(adaptive["temperature"]), temperature_slope=float(adaptive["temperature_slope"]),
             temperature_per_clip=float(adaptive["temperature_per_clip"]), recipe=recipe.name, metadata=adaptive,
             caution=dict(adaptive.get("caution") or {}) if recogniser else {}, conditions=model.conditions,
+            high_from=dict(adaptive.get("high_from") or {}) if recogniser else {},
         )
         model.prior = SpeakerPrior.from_arrays(arrays)
         model.typical_shares = tuple(adaptive.get("typical_shares") or ()) if recogniser else ()
@@ -298,13 +303,14 @@ def bundle_info(directory) -> dict:
     info : dict
         recipe, classes, features (sample rate, seconds read, count), trained_on (clips, speakers,
         corpora, source), split and seed, test (n, accuracy, macro-F1, ECE), calibration (the
-        temperature formula, the caution factors of recording conditions, abstain threshold),
+        temperature formula, the caution factors and high-tier floors of recording conditions,
+        abstain threshold),
         adaptive (whether the bundle has the adaptive mode and its test metrics, each test speaker
         normalised by its own clips), created, versions (of the libraries that trained it).
     """
     metadata = _read_metadata(Path(directory))
     settings, data, metrics = metadata.get("feature_settings", {}), metadata.get("data", {}), metadata.get("test_metrics", {})
-    from ser_lib.evaluate import caution_factors, describe_temperature
+    from ser_lib.evaluate import caution_factors, describe_temperature, high_tier_floors
 
     temperature, slope = metadata.get("temperature", 1.0), metadata.get("temperature_slope", 0.0)
     versions = dict(metadata.get("versions", {}))
@@ -325,6 +331,7 @@ def bundle_info(directory) -> dict:
         "calibration": {"temperature": temperature, "temperature_slope": slope,
                         "formula": describe_temperature(temperature, slope),
                         "caution": caution_factors(metadata.get("caution")) or None,  # per recognised recording condition
+                        "high_tier": high_tier_floors(metadata.get("high_from")) or None,
                         "abstain_threshold": metadata.get("abstain_threshold")},
         "adaptive": _adaptive_info(metadata.get("adaptive")),
         "created": metadata.get("created"),
@@ -333,10 +340,13 @@ def bundle_info(directory) -> dict:
 
 
 def _adaptive_info(adaptive: dict | None) -> dict:
+    from ser_lib.evaluate import high_tier_floors
+
     if not adaptive:
         return {"mode": "none: per clip only (trained before ser_lib had an adaptive mode, or without it)"}
     metrics = adaptive.get("test_metrics", {})
     return {"mode": "normalised by the speaker's other clips (ser predict --speaker-by, --speaker)",
             **{f"test_{key}": round(metrics[key], 4) for key in ("accuracy", "macro_f1", "ece") if isinstance(metrics.get(key), float)},
             # Voices recognised as recorded under these keep the typical emotion shares (EmotionModel.typical_shares).
-            "typical_shares_for": ", ".join(adaptive.get("typical_shares") or ()) or None}
+            "typical_shares_for": ", ".join(adaptive.get("typical_shares") or ()) or None,
+            "high_tier": high_tier_floors(adaptive.get("high_from")) or None}

@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="predict the emotion of audio files",
         description="Predict the emotion of audio files (wav, flac, ogg, mp3; any sample rate and channel count; "
         "folders are searched recursively). Prints, or writes with --csv, one row per file: path, emotion, "
-        "confidence (percent), one probability column per class, tier (high >= 70%, medium >= 40%, low), "
+        "confidence (percent), one probability column per class, tier (high >= 70%, or higher under a recording "
+        "condition the model recognises as less reliable; medium >= 40%; low), "
         "uncertain (top probability under the bundle's abstain threshold, or audio unlike the clips it trained on), "
         "note (what the audio's own measures show: narrow-band, noisy, not speech, quiet, clipped), warning (e.g. a "
         "truncated file: how "
@@ -318,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen = commands.add_parser(
         "listen", help="the emotion of the microphone, live",
         description="Read the default microphone (or --device) and print one line per window as it is heard: time, "
-        "emotion, confidence and tier (high >= 70%, medium >= 40%, low), 'uncertain' and, once the voice's statistics "
+        "emotion, confidence and tier (high >= 70%, or higher under a recording condition the model recognises as "
+        "less reliable; medium >= 40%; low), 'uncertain' and, once the voice's statistics "
         "hold two windows, 'adapted(N)' (the windows adapted to, with an adaptive bundle). Ctrl-C stops and prints the "
         "summary. Needs sounddevice: pip install 'ser_lib[live]'.",
     )

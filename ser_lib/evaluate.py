@@ -10,7 +10,7 @@ import pandas as pd
 
 from ser_lib import quality
 from ser_lib.adapt import dealt, paired
-from ser_lib.model import calibration_temperature
+from ser_lib.model import TIERS, calibration_temperature
 
 
 def _labels(y_true, y_pred, classes):
@@ -351,22 +351,20 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, atypicality: 
 
 
 # The caution factors searched (below 1 sharpens a condition the calibration leaves under-confident), and the
-# fewest held-out clips of a condition that get a factor of their own (fewer keep 1).
+# fewest held-out clips of a condition that get a factor (and a high tier) of their own (fewer keep clean speech's).
 CAUTION_FACTORS = np.exp(np.linspace(np.log(0.5), np.log(3.0), 60))
 MIN_CAUTION_CLIPS = 30
 
 
 def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.ndarray, conditions,
                 *, reference: str = "clean") -> dict:
-    """Each recording condition's factor on the calibrated temperature: its ``high`` tier as reliable as clean speech's.
+    """Each recording condition's factor on the calibrated temperature: the one that calibrates its clips best.
 
     For each condition of ``conditions`` but ``reference``: of ``CAUTION_FACTORS``, the one whose
-    temperatures (``temperatures * factor``) give its clips the least NLL, raised (softer) until the
-    share of wrong answers among its clips in the ``high`` tier (:data:`ser_lib.predict.TIERS`) is no
-    larger than the reference clips' at factor 1. One temperature fits all conditions on average,
-    but a condition that degrades the model (babble, a room) then has a top tier too often wrong,
-    and white noise, which the model meets unsure, is left under-confident. A condition with fewer
-    than ``MIN_CAUTION_CLIPS`` clips, and the reference, keep 1.
+    temperatures (``temperatures * factor``) give its clips the least NLL. One temperature fits all
+    conditions on average, but a condition that degrades the model (babble, a room) is then
+    over-confident, and white noise, which the model meets unsure, under-confident. A condition
+    with fewer than ``MIN_CAUTION_CLIPS`` clips, and the reference, keep 1.
 
     Parameters
     ----------
@@ -384,33 +382,66 @@ def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.
         Condition -> factor, for every condition in ``conditions``.
     """
     from ser_lib.model import softmax
-    from ser_lib.predict import TIERS
 
-    high_from = dict((name, low) for low, name in TIERS)["high"] / 100
     log_p = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0))
     labels, conditions = np.asarray(labels), np.asarray(conditions, dtype=object)
     temperatures = np.asarray(temperatures, dtype=np.float64)
-
-    def calibrated(rows, factor):
-        return softmax(log_p[rows] / (temperatures[rows] * factor)[:, None])
-
-    def high_wrong(rows, factor):
-        p = calibrated(rows, factor)
-        high = p.max(axis=1) >= high_from
-        return float((p[high].argmax(axis=1) != labels[rows][high]).mean()) if high.any() else 0.0
-
-    reference_rows = conditions == reference
-    allowed = high_wrong(reference_rows, 1.0) if reference_rows.any() else 1.0
     caution = {}
     for condition in dict.fromkeys(conditions):
         rows = conditions == condition
         if condition == reference or rows.sum() < MIN_CAUTION_CLIPS:
             caution[condition] = 1.0
             continue
-        nll = [-np.log(calibrated(rows, f)[np.arange(rows.sum()), labels[rows]]).mean() for f in CAUTION_FACTORS]
-        softer = CAUTION_FACTORS[int(np.argmin(nll)):]
-        caution[condition] = float(next((f for f in softer if high_wrong(rows, f) <= allowed), softer[-1]))
+        nll = [-np.log(softmax(log_p[rows] / (temperatures[rows] * f)[:, None])[np.arange(rows.sum()), labels[rows]]).mean()
+               for f in CAUTION_FACTORS]
+        caution[condition] = float(CAUTION_FACTORS[int(np.argmin(nll))])
     return caution
+
+
+# The floors searched for a condition's high tier (from the clean floor of ser_lib.model.TIERS up).
+HIGH_FLOORS = np.round(np.arange(0.70, 0.995, 0.01), 2)
+
+
+def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, reference: str = "clean") -> dict:
+    """Each recording condition's lowest confidence of the ``high`` tier: where its answers are as reliable as clean speech's.
+
+    Calibrated confidences keep their meaning under every condition (70% is right about 70% of the
+    time), but a condition that degrades the model has fewer answers far above 70%, so its answers
+    from 70% up are wrong more often than clean speech's. Its floor is the lowest of
+    ``HIGH_FLOORS`` at which the share of wrong answers among its clips at or above it is no larger
+    than the ``reference`` clips' above the clean floor (:data:`ser_lib.model.TIERS`). A condition
+    with fewer than ``MIN_CAUTION_CLIPS`` clips, and the reference, keep the clean floor.
+
+    Parameters
+    ----------
+    confidence : np.ndarray [shape=(n,)]
+        Calibrated top probabilities (0-1) of held-out clips.
+    correct : np.ndarray [shape=(n,), dtype=bool]
+    conditions : sequence [length n]
+        Each clip's recording condition.
+
+    Returns
+    -------
+    high_from : dict
+        Condition -> floor (0-1), for every condition in ``conditions``.
+    """
+    clean_floor = TIERS[0][0] / 100
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
+    conditions = np.asarray(conditions, dtype=object)
+
+    def wrong_share(rows, floor):
+        high = rows & (confidence >= floor)
+        return float((~correct[high]).mean()) if high.any() else 0.0
+
+    allowed = wrong_share(conditions == reference, clean_floor) if (conditions == reference).any() else 1.0
+    high_from = {}
+    for condition in dict.fromkeys(conditions):
+        rows = conditions == condition
+        if condition == reference or rows.sum() < MIN_CAUTION_CLIPS:
+            high_from[condition] = clean_floor
+            continue
+        high_from[condition] = float(next((f for f in HIGH_FLOORS if wrong_share(rows, f) <= allowed), HIGH_FLOORS[-1]))
+    return high_from
 
 
 def coverage_threshold(confidence: np.ndarray, *, coverage: float) -> float:
@@ -456,20 +487,27 @@ def describe_calibration(run) -> str:
         f"{floor['mean']:.3f} on average and up to {floor['p95']:.3f} in 95% of draws, so a value below that is "
         f"as good as this test set can show. Marking predictions below {m['abstain_threshold']:.0%} confidence as "
         f"uncertain keeps {m['coverage']:.0%} of the test clips, at {m['accuracy_kept']:.1%} accuracy (all clips: "
-        f"{m['accuracy']:.1%}).{describe_caution(m.get('caution'))}"
+        f"{m['accuracy']:.1%}).{describe_caution(m.get('caution'), m.get('high_from'))}"
     )
 
 
-def describe_caution(caution: dict | None) -> str:
-    """A sentence about the caution factors (:func:`fit_caution`), or "" when every factor is 1 or there are none."""
-    factors = caution_factors(caution)
-    return (" A clip recognised as recorded under a condition has its temperature multiplied by that condition's "
-            f"caution factor, so that its high tier is as reliable as clean speech's: {factors}.") if factors else ""
+def describe_caution(caution: dict | None, high_from: dict | None = None) -> str:
+    """Sentences about the caution factors (:func:`fit_caution`) and high-tier floors (:func:`fit_high_tier`); "" without."""
+    factors, floors = caution_factors(caution), high_tier_floors(high_from)
+    text = (" A clip recognised as recorded under a condition has its temperature multiplied by that condition's "
+            f"caution factor, which calibrates that condition's clips best: {factors}.") if factors else ""
+    return text + (f" Its high tier starts where that condition's answers are as reliable as clean speech's from 70%: "
+                   f"{floors}.") if floors else text
 
 
 def caution_factors(caution: dict | None) -> str:
     """``"babble 10 dB x1.21, white noise 15 dB x0.84"``: the factors other than 1 (see :func:`fit_caution`)."""
     return ", ".join(f"{name} x{factor:.2f}" for name, factor in (caution or {}).items() if factor != 1.0)
+
+
+def high_tier_floors(high_from: dict | None) -> str:
+    """``"babble 10 dB from 78%, room 0.7 s from 81%"``: the high tier's floors above the clean one (see :func:`fit_high_tier`)."""
+    return ", ".join(f"{name} from {floor:.0%}" for name, floor in (high_from or {}).items() if floor > TIERS[0][0] / 100)
 
 
 def recipe_comparison(runs) -> pd.DataFrame:
@@ -637,9 +675,9 @@ def recording_predictions(run, features: pd.DataFrame, *, seed: int = 0) -> pd.D
 
     Returns
     -------
-    predictions : pd.DataFrame [columns: recording, mode, path, speaker, emotion, predicted, confidence, uncertain, note]
-        ``uncertain`` and ``note`` as a prediction's (:meth:`ser_lib.model.EmotionModel.uncertain`,
-        from the ``input_*`` measures of ``features``).
+    predictions : pd.DataFrame [columns: recording, mode, path, speaker, emotion, predicted, confidence, tier, uncertain, note]
+        ``tier``, ``uncertain`` and ``note`` as a prediction's (:meth:`ser_lib.model.EmotionModel.tiers`,
+        :meth:`~ser_lib.model.EmotionModel.uncertain`, from the ``input_*`` measures of ``features``).
     """
     from ser_lib.conditions import CONDITIONS
     from ser_lib.features import feature_matrix
@@ -656,6 +694,7 @@ def recording_predictions(run, features: pd.DataFrame, *, seed: int = 0) -> pd.D
         x = feature_matrix(group, recipe=model.recipe)
         measures = quality.measure_table(group) if set(quality.COLUMNS.values()) <= set(group.columns) else None
         notes = [""] * len(group) if measures is None else [model.input_note(m) for m in measures]
+        recognised = model.recognise(x)
         modes = [("per clip", model.predict_proba(x), np.zeros(len(x), dtype=bool))]
         if model.adaptive is not None:
             speakers = group["speaker"].to_numpy()
@@ -666,8 +705,9 @@ def recording_predictions(run, features: pd.DataFrame, *, seed: int = 0) -> pd.D
             confidence = probabilities.max(axis=1)
             frames.append(group[["path", "speaker", "emotion"]].assign(
                 recording="clean" if kind == "none" else kind, mode=mode, predicted=classes[probabilities.argmax(axis=1)],
-                confidence=confidence, uncertain=model.uncertain(confidence, adapted, measures), note=notes))
-    columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "uncertain", "note"]
+                confidence=confidence, tier=model.tiers(confidence, adapted, recognised),
+                uncertain=model.uncertain(confidence, adapted, measures), note=notes))
+    columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "tier", "uncertain", "note"]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
@@ -679,17 +719,14 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
     table : pd.DataFrame [columns: recording, mode, n, accuracy, macro_f1, ece, ece_perfect_p95,
                           confidence, uncertain, high_wrong, confident_wrong]
         ``confidence``: the mean; ``uncertain``: the share marked uncertain; ``high_wrong``: the
-        share of wrong answers among the ``high``-tier ones (confidence >= 70%);
-        ``confident_wrong``: among those not marked uncertain (what a user is told to trust).
+        share of wrong answers among the ``high``-tier ones (the ``tier`` column, else confidence
+        >= 70%); ``confident_wrong``: among those not marked uncertain (what a user is told to trust).
     """
-    from ser_lib.predict import TIERS
-
-    high_from = dict((name, low) for low, name in TIERS)["high"] / 100
     rows = []
     for (recording, mode), group in predictions.groupby(["recording", "mode"], sort=False):
         correct = (group["predicted"] == group["emotion"]).to_numpy()
         confidence = group["confidence"].to_numpy()
-        high = confidence >= high_from
+        high = (group["tier"] == "high").to_numpy() if "tier" in group else confidence >= TIERS[0][0] / 100
         trusted = high & ~group["uncertain"].to_numpy(dtype=bool)
         rows.append({"recording": recording, "mode": mode, **summary_metrics(group["emotion"], group["predicted"], classes),
                      "ece": expected_calibration_error(confidence, correct),

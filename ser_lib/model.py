@@ -6,7 +6,9 @@ that :func:`forward` evaluates: the original's network gives Keras's probabiliti
 TensorFlow. A clip's softmax temperature is :func:`calibration_temperature`, the one formula that
 fitting (:func:`ser_lib.evaluate.fit_calibration`) and prediction share. A model trained with copies
 under recording conditions also recognises a clip's condition (:meth:`EmotionModel.recognise`) and
-softens or sharpens its clips by that condition's caution factor (:func:`ser_lib.evaluate.fit_caution`).
+softens or sharpens its clips by that condition's caution factor (:func:`ser_lib.evaluate.fit_caution`),
+and starts its ``high`` confidence tier where that condition's answers are as reliable as clean speech's
+(:meth:`EmotionModel.tiers`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import numpy as np
 
 from ser_lib import quality
 from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, estimate_mix
+
+# Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40. Under a recording condition a
+# model recognises, its high tier may start higher (EmotionModel.high_from).
+TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
 
 
 def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
@@ -69,6 +75,13 @@ def atypicality(standardised: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.mean(standardised**2, axis=1), 1e-12))
 
 
+def confidence_tier(confidence: float, high_from: float = TIERS[0][0]) -> str | None:
+    """``"high"`` (>= ``high_from`` %, by default 70), ``"medium"`` (>= 40 %) or ``"low"`` for a confidence in percent; None for NaN."""
+    if confidence is None or not np.isfinite(confidence):
+        return None
+    return "high" if confidence >= high_from else next(name for low, name in TIERS[1:] if confidence >= low)
+
+
 def calibration_temperature(temperature, slope, atypicality, per_clip=0.0, n_clips=None, caution=None) -> np.ndarray:
     """The softmax temperature of clips: ``temperature * exp(slope * atypicality) * (1 + per_clip / n_clips) * caution``.
 
@@ -97,8 +110,9 @@ class EmotionModel:
     probability of each of the ``conditions``, "clean" among them, from standardised features) and
     each model a ``caution`` factor per condition: a clip's temperature is also multiplied by
     ``exp(sum_c p_c * log caution_c)`` (:meth:`caution_of`), so a clip that sounds like babble gets
-    babble's factor. The adaptive model has factors of its own and uses its parent's recogniser on
-    the raw clips (adapted features no longer show the channel).
+    babble's factor. Each model also has a floor per condition for its ``high`` tier (``high_from``:
+    :meth:`tiers`), blended the same way. The adaptive model has factors and floors of its own and
+    uses its parent's recogniser on the raw clips (adapted features no longer show the channel).
     Made by training (:func:`ser_lib.train`) or by loading a bundle (:func:`ser_lib.load_bundle`);
     it needs neither TensorFlow nor pickle.
     """
@@ -113,6 +127,8 @@ class EmotionModel:
     temperature_per_clip: float = 0.0
     # Condition name -> factor on the temperature (ser_lib.evaluate.fit_caution); empty: none.
     caution: dict = field(default_factory=dict)
+    # Condition name -> the lowest confidence (0-1) of its high tier (ser_lib.evaluate.fit_high_tier); empty: TIERS'.
+    high_from: dict = field(default_factory=dict)
     # The condition recogniser: layers over standardised features, outputs in ``conditions`` order
     # (the adaptive model has the names, and its parent's recogniser recognises its rows).
     recogniser: list | None = None
@@ -250,6 +266,27 @@ class EmotionModel:
         if measures is not None:
             uncertain |= quality.beyond(measures, self.metadata.get("input_limits")).any(axis=1).reshape(uncertain.shape)
         return uncertain
+
+    def tiers(self, confidence, adapted=False, conditions=None) -> list:
+        """Each answer's confidence tier (:func:`confidence_tier`): ``high`` from its recording condition's floor.
+
+        ``confidence`` [shape=(n,)]: top probabilities (0-1; NaN: no answer, tier None);
+        ``adapted`` (one flag, or one per row): the adaptive model's floors for adapted rows;
+        ``conditions`` [shape=(n, n_conditions)]: :meth:`recognise` of the raw rows (None: the clean
+        floor). A row's floor is ``sum_c p_c * high_from_c``, so a clip that sounds like a room gets
+        a room's floor.
+        """
+        confidence = np.atleast_1d(np.asarray(confidence, dtype=np.float64))
+        adapted = np.broadcast_to(np.asarray(adapted, dtype=bool), confidence.shape)
+        floors = np.full(confidence.shape, TIERS[0][0])
+        if conditions is not None and self.conditions:
+            conditions = np.asarray(conditions, dtype=np.float64).reshape(len(confidence), len(self.conditions))
+            for flag, model in ((False, self), (True, self.adaptive)):
+                rows = (adapted == flag) & np.isfinite(conditions).all(axis=1)
+                if model is not None and model.high_from and rows.any():
+                    own = np.array([model.high_from.get(name, TIERS[0][0] / 100) for name in self.conditions])
+                    floors[rows] = 100 * conditions[rows] @ own
+        return [confidence_tier(100 * c, floor) for c, floor in zip(confidence, floors)]
 
     def input_note(self, measures) -> str:
         """What one input's measures [shape=(4,)] show, and which lie outside the training range (:func:`ser_lib.quality.describe`)."""

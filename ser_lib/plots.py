@@ -1270,7 +1270,7 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
     fig : matplotlib.figure.Figure
         Left: accuracy per condition, per clip and adapted side by side. Middle: ECE beside the
         level 95% of perfectly calibrated models stay under. Right: the share of wrong answers
-        among the high-confidence ones, clean speech's level dashed.
+        among the high-tier ones (each condition's tier), clean speech's level dashed.
     """
     accuracy = "accuracy_mean" if "accuracy_mean" in table.columns else "accuracy"
     _check_table(table, ("recording", "mode", accuracy, "ece", "ece_perfect_p95", "high_wrong"), name="table")
@@ -1297,7 +1297,7 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
     left.set_ylim(0, 1.05)
     left.set_ylabel("Accuracy on unseen speakers" + (" (mean ± std over folds)" if "accuracy_std" in table.columns else ""))
     middle.set_ylabel("Expected calibration error")
-    right.set_ylabel("Wrong among high-confidence answers")
+    right.set_ylabel("Wrong among high-tier answers")
     for ax in (left, right):
         ax.yaxis.set_major_formatter(_percent_formatter())
     for ax in (left, middle, right):

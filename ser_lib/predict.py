@@ -66,8 +66,6 @@ SILENCE_DB = -60.0
 # Whole-clip recipes were trained on corpus clips of up to about 7.5 s (SAVEE), read whole: a file
 # up to this long is such a clip and read whole too; a longer one is a recording, read in windows.
 WHOLE_CLIP_MAX_S = 10.0
-# Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40.
-TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
 SILENT = "silent"
 # Audio read per block of a long recording (native-rate seconds) and windows per parallel job.
 _BLOCK_SECONDS = 30.0
@@ -84,13 +82,6 @@ def get_model(artifacts_dir="artifacts") -> EmotionModel:
     directory = Path(artifacts_dir).expanduser().resolve()
     stamp = tuple((directory / name).stat().st_mtime_ns if (directory / name).exists() else 0 for name in (METADATA_FILE, WEIGHTS_FILE))
     return _load_cached(str(directory), stamp)
-
-
-def confidence_tier(confidence: float) -> str | None:
-    """``"high"`` (>= 70 %), ``"medium"`` (40-70 %) or ``"low"`` for a confidence in percent; None for NaN."""
-    if confidence is None or not np.isfinite(confidence):
-        return None
-    return next(name for low, name in TIERS if confidence >= low)
 
 
 class Prediction(tuple):
@@ -337,7 +328,8 @@ def _predict_file(path, model, *, window, hop, silence_db, n_jobs=1, progress=Fa
     else:
         clip, seconds_read, measures = _clip_features(path, model, window)
         result = _summarise(model, *_voice_probabilities(model, clip[None, :], voice), measures=measures,
-                            duration=seconds_read if duration is None else duration, timeline=None, n_windows=1, n_silent=0)
+                            conditions=model.recognise(clip), duration=seconds_read if duration is None else duration,
+                            timeline=None, n_windows=1, n_silent=0)
     result.__dict__["warning"] = warning
     return result
 
@@ -370,13 +362,15 @@ def _clip_duration(model, window: float) -> float | None:
     return None if get_recipe(model.recipe).clip_seconds is None else window
 
 
-def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, measures=None, duration, timeline, n_windows,
-               n_silent) -> Prediction:
+def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, measures=None, conditions=None, duration,
+               timeline, n_windows, n_silent) -> Prediction:
     """The overall result from the non-silent windows' probabilities [shape=(n, n_classes)].
 
-    ``adapted``: they came from the adaptive model (whose abstention threshold applies), with
-    statistics of ``n_clips`` clips. ``measures``: the input's (:mod:`ser_lib.quality`, in the
-    order of ``MEASURES``); outside the bundle's training range, the answer is ``uncertain``.
+    ``adapted``: they came from the adaptive model (whose abstention threshold and tier floors
+    apply), with statistics of ``n_clips`` clips. ``measures``: the input's (:mod:`ser_lib.quality`,
+    in the order of ``MEASURES``); outside the bundle's training range, the answer is ``uncertain``.
+    ``conditions``: the windows' :meth:`EmotionModel.recognise` probabilities (their mean sets the
+    high tier's floor; None: the clean floor).
     """
     import pandas as pd
 
@@ -396,7 +390,7 @@ def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, measure
     return Prediction(
         classes[best], confidence, dict(zip(classes, map(float, mean))),
         top3=[(classes[i], float(mean[i])) for i in order[:3]],
-        tier=confidence_tier(confidence),
+        tier=model.tiers(mean[best], adapted, None if conditions is None else np.mean(conditions, axis=0))[0],
         uncertain=bool(model.uncertain(mean[best], adapted, measures)),
         dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
         distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
@@ -523,13 +517,16 @@ def _level_db(samples: np.ndarray) -> float:
     return 10 * math.log10(power) if power > 0 else -math.inf
 
 
-def window_table(model: EmotionModel, starts, window: float, probabilities, levels, *, adapted=False, measures=None):
+def window_table(model: EmotionModel, starts, window: float, probabilities, levels, *, adapted=False, measures=None,
+                 conditions=None):
     """The timeline of windows: one row each (start, end, emotion, confidence, tier, uncertain, <classes>, level_db).
 
     ``starts`` in seconds; ``probabilities`` [shape=(n, n_classes)], NaN rows for silent windows
     (emotion ``"silent"``, confidence NaN, tier None); ``adapted`` (one flag or one per window)
-    says which model's abstention threshold applies; ``measures`` are the recording's
-    [shape=(4,)], or what they were when each window was scored [shape=(n, 4)] (a stream).
+    says which model's abstention threshold and tier floors apply; ``measures`` are the recording's
+    [shape=(4,)], or what they were when each window was scored [shape=(n, 4)] (a stream);
+    ``conditions`` [shape=(n, n_conditions)] each window's :meth:`EmotionModel.recognise`
+    probabilities (NaN rows for silent windows; None: the clean floor of the high tier).
     """
     import pandas as pd
 
@@ -545,7 +542,7 @@ def window_table(model: EmotionModel, starts, window: float, probabilities, leve
         "end": starts + window,
         "emotion": [classes[k] if k >= 0 else SILENT for k in top],
         "confidence": confidence,
-        "tier": [confidence_tier(100 * c) for c in confidence],
+        "tier": model.tiers(confidence, adapted, conditions),
         "uncertain": voiced & model.uncertain(np.nan_to_num(confidence, nan=1.0), adapted, rows),
         **{name: probabilities[:, k] for k, name in enumerate(classes)},
         "level_db": np.round(np.asarray(levels, dtype=float), 2),
@@ -594,10 +591,14 @@ def _predict_long(path, model, *, duration, window, hop, silence_db, n_jobs, pro
     n = len(starts)
     probabilities = np.full((n, len(model.classes)), np.nan)
     probabilities[voiced_index] = voiced
+    recognised, conditions = model.recognise(rows), None
+    if recognised is not None:
+        conditions = np.full((n, recognised.shape[1]), np.nan)
+        conditions[voiced_index] = recognised
     timeline = window_table(model, np.asarray(starts) / sr, window_n / sr, probabilities, levels, adapted=adapted,
-                            measures=measures)
-    result = _summarise(model, voiced, adapted, n_clips, measures=measures, duration=duration, timeline=timeline,
-                        n_windows=n, n_silent=n - len(voiced_index))
+                            measures=measures, conditions=conditions)
+    result = _summarise(model, voiced, adapted, n_clips, measures=measures, conditions=recognised, duration=duration,
+                        timeline=timeline, n_windows=n, n_silent=n - len(voiced_index))
     if result.error:
         result.__dict__["error"] = f"{result.error} ({silence_db:g} dBFS): the loudest window is at {max(levels):.1f} dBFS"
     return result
@@ -725,9 +726,11 @@ def predict_many(
         ids = [None if file_speakers is None else file_speakers[i] for i in done]
         rows = np.stack([features[i] for i in done]) if done else np.empty((0, model.n_features), dtype=np.float32)
         probabilities, adapted, n_clips = model.predict_speakers(rows, ids, enrolled)
+        recognised = model.recognise(rows) if len(rows) else None
         for k, index in enumerate(done):
             results[index] = _summarise(model, probabilities[k : k + 1], bool(adapted[k]), int(n_clips[k]),
-                                        measures=measures[index], duration=seconds[index], timeline=None, n_windows=1,
+                                        measures=measures[index], conditions=None if recognised is None else recognised[k : k + 1],
+                                        duration=seconds[index], timeline=None, n_windows=1,
                                         n_silent=0)
         for index in long:
             own = None if file_speakers is None else file_speakers[index]

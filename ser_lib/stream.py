@@ -86,7 +86,8 @@ class EmotionStream:
         self._heard = 0
         self._closed = False
         # One record per window: start (s), level (dBFS), probabilities (NaN when silent), adapted, n_clips, heard (s),
-        # and the recording's input measures so far (what its `uncertain` was judged by when it was shown).
+        # the recording's input measures so far (what its `uncertain` was judged by when it was shown) and the window's
+        # recording-condition probabilities (EmotionModel.recognise; NaN when silent, none without a recogniser).
         self._windows: list[tuple] = []
         self._measures = []  # of the voiced windows, for the recording's measures so far
         self._empty = None  # the table of no window, made once
@@ -139,8 +140,11 @@ class EmotionStream:
         probabilities = timeline.loc[voiced, list(self.model.classes)].to_numpy()
         adapted = bool(timeline.loc[voiced, "adapted"].iloc[-1]) if voiced.any() else False
         n_clips = 0 if self._voice is None else self._voice.n
+        conditions = None
+        if self.model.recogniser is not None:
+            conditions = np.array([w[-1] for w in self._windows]).reshape(-1, len(self.model.conditions))[voiced.to_numpy()]
         result = _summarise(self.model, probabilities, adapted, n_clips, measures=self._recording_measures(),
-                            duration=self.heard, timeline=timeline, n_windows=len(timeline),
+                            conditions=conditions, duration=self.heard, timeline=timeline, n_windows=len(timeline),
                             n_silent=int((~voiced).sum()))
         if result.error and len(timeline):
             result.__dict__["error"] = (f"{result.error} ({self.silence_db:g} dBFS): the loudest window is at "
@@ -169,21 +173,27 @@ class EmotionStream:
         for start, samples in windows:
             level = _level_db(samples)
             probabilities, adapted, n_clips = np.full(len(self.model.classes), np.nan), False, 0
+            conditions = np.full(len(self.model.conditions), np.nan)
             if level >= self.silence_db:
                 features, measures = signal_rows(self.model, [samples])
                 self._measures.append(measures[0])
-                probabilities, adapted, n_clips = self._predict(features)
+                if self.model.recogniser is not None:
+                    conditions = self.model.recognise(features)[0]
+                probabilities, adapted, n_clips = self._predict(features, conditions)
             so_far = self._recording_measures()
             so_far = np.full(len(quality.MEASURES), np.nan) if so_far is None else so_far
-            self._windows.append((start / self._rate, level, probabilities, adapted, n_clips, self.heard, so_far))
+            self._windows.append((start / self._rate, level, probabilities, adapted, n_clips, self.heard, so_far, conditions))
         return self._table(first)
 
     def _recording_measures(self) -> np.ndarray | None:
         """The recording's input measures (:func:`ser_lib.quality.recording_measures`) from the voiced windows so far."""
         return quality.recording_measures(np.array(self._measures)) if self._measures else None
 
-    def _predict(self, features: np.ndarray) -> tuple[np.ndarray, bool, int]:
-        """One voiced window's probabilities, whether adapted, and the windows its voice's statistics held."""
+    def _predict(self, features: np.ndarray, conditions: np.ndarray) -> tuple[np.ndarray, bool, int]:
+        """One voiced window's probabilities, whether adapted, and the windows its voice's statistics held.
+
+        ``conditions``: the window's :meth:`EmotionModel.recognise` probabilities (empty without a recogniser).
+        """
         model, voice = self.model, self._voice
         if voice is None:
             return model.predict_proba(features)[0], False, 0
@@ -191,23 +201,26 @@ class EmotionStream:
         statistics = voice.statistics()  # the emotion shares of the windows before this one
         # This window's emotion shares, as estimate_mix takes them: the adaptive model's, uncalibrated.
         voice.add_shares(model.adaptive.predict_proba_uncalibrated(adapt(features, statistics, model.prior))[0])
-        conditions = model.recognise(features)
-        if conditions is not None:  # the voice's recording condition so far (EmotionModel.recognised_condition)
-            self._heard_conditions = self._heard_conditions + conditions[0]
+        recognised = model.recogniser is not None
+        if recognised:  # the voice's recording condition so far (EmotionModel.recognised_condition)
+            self._heard_conditions = self._heard_conditions + conditions
         if voice.n < MIN_CLIPS:
             return model.predict_proba(features)[0], False, voice.n
-        typical = conditions is not None and model.condition_of(self._heard_conditions) in model.typical_shares
+        typical = recognised and model.condition_of(self._heard_conditions) in model.typical_shares
         statistics.mix = None if typical else voice.statistics().mix  # as EmotionModel.speaker_statistics
         adapted = adapt(features, statistics, model.prior)
-        return model.adaptive.predict_proba(adapted, np.array([voice.n]), conditions)[0], True, voice.n
+        return (model.adaptive.predict_proba(adapted, np.array([voice.n]), conditions[None, :] if recognised else None)[0],
+                True, voice.n)
 
     def _table(self, first: int):
         if first == len(self._windows) and self._empty is not None:
             return self._empty.copy()  # most chunks complete no window: skip building a table
-        starts, levels, probabilities, adapted, n_clips, heard, measures = map(list, list(zip(*self._windows[first:])) or [()] * 7)
+        starts, levels, probabilities, adapted, n_clips, heard, measures, conditions = map(
+            list, list(zip(*self._windows[first:])) or [()] * 8)
+        recognised = np.array(conditions).reshape(-1, len(self.model.conditions)) if self.model.recogniser is not None else None
         table = window_table(self.model, starts, self._window_seconds, np.array(probabilities).reshape(-1, len(self.model.classes)),
                              levels, adapted=np.array(adapted, dtype=bool),
-                             measures=np.array(measures).reshape(-1, len(quality.MEASURES)))
+                             measures=np.array(measures).reshape(-1, len(quality.MEASURES)), conditions=recognised)
         table = table.assign(adapted=adapted, n_clips=n_clips, heard=heard)
         if self._empty is None and not len(table):
             self._empty = table

@@ -220,7 +220,8 @@ def train(
         trained with copies under recording conditions also recognises each clip's condition
         (``model.recogniser``, fitted on the training rows) and multiplies its temperature by that
         condition's caution factor (:func:`ser_lib.evaluate.fit_caution`, on the same held-out
-        predictions), so that its ``high`` tier is as reliable as on clean speech.
+        predictions), and starts that condition's ``high`` tier where it is as reliable as on clean
+        speech (:func:`ser_lib.evaluate.fit_high_tier`).
     """
     recipe = get_recipe(recipe)
     features, augmented, split = _separate_augmented(features, split)
@@ -341,7 +342,7 @@ def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit,
 
 
 def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, coverage: float, recording) -> dict:
-    """Set a model's temperature, its slope, caution factors and abstention threshold from held-out predictions, never from test.
+    """Set a model's temperature, its slope, caution factors, high-tier floors and abstention threshold from held-out predictions.
 
     The recipe's own (``fitted["calibration"]`` of the rows ``fitted["calibration_rows"]``, e.g.
     out-of-fold over the training speakers) when it gives them, else the validation speakers' (all
@@ -364,12 +365,13 @@ def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, co
 
 def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, coverage: float, n_clips=None,
                      threshold_rows=None, conditions=None) -> dict:
-    """Fit and set a model's temperature (its slope, its clip term with ``n_clips``), caution factors and abstention threshold.
+    """Fit and set a model's temperature (its slope, its clip term with ``n_clips``), caution, high tier and abstention threshold.
 
-    The caution factors (:func:`ser_lib.evaluate.fit_caution`) are fitted when the model has
-    ``conditions`` to recognise and ``conditions`` gives each row's. The threshold keeps
-    ``coverage`` of the calibrated predictions (of ``threshold_rows``, default all). Returns the
-    fitted values with the threshold.
+    The caution factors (:func:`ser_lib.evaluate.fit_caution`) and the high tier's floors
+    (:func:`ser_lib.evaluate.fit_high_tier`) are fitted when the model has ``conditions`` to
+    recognise and ``conditions`` gives each row's. The threshold keeps ``coverage`` of the
+    calibrated predictions (of ``threshold_rows``, default all). Returns the fitted values with the
+    threshold.
     """
     fitted = evaluate.fit_calibration(probabilities, labels, spread, n_clips)
     model.temperature, model.temperature_slope = fitted["temperature"], fitted["temperature_slope"]
@@ -379,12 +381,14 @@ def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, cove
         model.caution = evaluate.fit_caution(probabilities, labels, model.temperature_at(spread, n_clips), conditions)
         caution = np.array([model.caution[condition] for condition in conditions])
         fitted["caution"] = model.caution
+    log_p = np.log(np.clip(probabilities, 1e-12, 1.0))
+    calibrated = softmax(log_p / model.temperature_at(spread, n_clips, caution)[:, None])
+    confidence = calibrated.max(axis=1)
+    if caution is not None:
+        model.high_from = evaluate.fit_high_tier(confidence, calibrated.argmax(axis=1) == labels, conditions)
+        fitted["high_from"] = model.high_from
     rows = slice(None) if threshold_rows is None else threshold_rows
-    log_p = np.log(np.clip(probabilities[rows], 1e-12, 1.0))
-    clips = None if n_clips is None else n_clips[rows]
-    temperatures = model.temperature_at(spread[rows], clips, None if caution is None else caution[rows])
-    confidence = softmax(log_p / temperatures[:, None]).max(axis=1)
-    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence, coverage=coverage)
+    model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence[rows], coverage=coverage)
     model.metadata["abstain_coverage"] = coverage
     return {**fitted, "abstain_threshold": model.metadata["abstain_threshold"]}
 

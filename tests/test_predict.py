@@ -63,7 +63,7 @@ def test_a_clip_keeps_the_original_triple_and_the_original_numbers(bundle, class
     assert confidence == pytest.approx(100 * expected.max(), abs=1e-4)
     assert list(probabilities) == classes and np.allclose(list(probabilities.values()), expected, atol=1e-6)
     assert [name for name, _ in result.top3] == [classes[i] for i in np.argsort(-expected)[:3]]
-    assert result.tier == predict.confidence_tier(confidence) and result.uncertain is False
+    assert result.tier == ser_lib.model.confidence_tier(confidence) and result.uncertain is False
     assert result.timeline is None and result.n_windows == 1 and result.n_silent == 0 and result.dominance == 1.0
     assert result.duration == pytest.approx(4.0) and result.error is None
     pd.testing.assert_series_equal(result.distribution, pd.Series(probabilities, name="probability"))
@@ -73,7 +73,7 @@ def test_a_clip_keeps_the_original_triple_and_the_original_numbers(bundle, class
 @pytest.mark.parametrize("confidence, tier", [(100, "high"), (70, "high"), (69.9, "medium"), (40, "medium"),
                                               (39.9, "low"), (0, "low"), (float("nan"), None)])
 def test_confidence_tiers(confidence, tier):
-    assert predict.confidence_tier(confidence) == tier
+    assert ser_lib.model.confidence_tier(confidence) == tier
 
 
 def test_uncertain_reads_the_bundles_abstain_threshold(bundle, tmp_path, write_wav):

@@ -484,10 +484,12 @@ def test_best_recognises_recording_conditions_learnt_from_training_speakers_only
     recognised = model.recognise(ser_lib.features.feature_matrix(table[test_rows], recipe="best"))
     truth = (table.loc[test_rows, "augmentation"] == "telephone").to_numpy()
     assert (recognised.argmax(axis=1) == truth).all()
-    # Each model has a factor per condition, clean speech's 1; the test predictions carry them.
+    # Each model has a factor and a high-tier floor per condition, clean speech's 1 and 70%; the test predictions carry them.
     for fitted in (model, model.adaptive):
         assert set(fitted.caution) == {"clean", "telephone"} and fitted.caution["clean"] == 1.0
-    assert run.metrics["caution"] == model.caution
+        assert set(fitted.high_from) == {"clean", "telephone"} and fitted.high_from["clean"] == 0.7
+        assert 0.7 <= fitted.high_from["telephone"] < 1.0
+    assert run.metrics["caution"] == model.caution and run.metrics["high_from"] == model.high_from
     assert set(model.typical_shares) <= set(model.conditions)  # chosen on the held-out training voices
     x_test = ser_lib.features.feature_matrix(table[originals & (split == "test").reindex(table.index, fill_value=False)],
                                              recipe="best")

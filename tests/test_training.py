@@ -271,7 +271,7 @@ def test_calibration_fit_recovers_a_temperature_growing_with_atypicality():
         ser_lib.evaluate.fit_calibration(ser_lib.model.softmax(logits), labels, spread[:10])
 
 
-def test_caution_makes_each_condition_s_high_tier_as_reliable_as_clean_speech_s():
+def test_caution_calibrates_each_condition_and_its_high_tier_is_as_reliable_as_clean_speech_s():
     rng = np.random.default_rng(2)
     n = 3000
     logits = rng.normal(size=(n, 5)) * 3
@@ -281,17 +281,23 @@ def test_caution_makes_each_condition_s_high_tier_as_reliable_as_clean_speech_s(
     labels = np.array([rng.choice(5, p=p) for p in ser_lib.model.softmax(logits / truth[:, None])])
     caution = ser_lib.evaluate.fit_caution(ser_lib.model.softmax(logits), labels, np.ones(n), conditions)
     assert caution["clean"] == 1.0 and caution["rare"] == 1.0  # the reference, and too few clips for a factor
-    assert caution["babble"] >= 1.8 and caution["white noise"] < 0.8
+    assert caution["babble"] == pytest.approx(2.0, rel=0.1) and caution["white noise"] == pytest.approx(0.6, rel=0.1)
 
-    def high_wrong(rows, factor):
-        p = ser_lib.model.softmax(logits[rows] / factor)
-        high = p.max(axis=1) >= 0.7
-        return (p[high].argmax(axis=1) != labels[rows][high]).mean()
+    p = ser_lib.model.softmax(logits / np.array([caution[c] for c in conditions])[:, None])
+    confidence, correct = p.max(axis=1), p.argmax(axis=1) == labels
+    high_from = ser_lib.evaluate.fit_high_tier(confidence, correct, conditions)
+    assert high_from["clean"] == high_from["rare"] == 0.7
 
-    clean = high_wrong(conditions == "clean", 1.0)
+    def high_wrong(condition, floor):
+        high = (conditions == condition) & (confidence >= floor)
+        return (~correct[high]).mean()
+
+    clean = high_wrong("clean", 0.7)
+    # Calibrated, babble's answers from 70% are wrong more often than clean speech's: its tier starts higher.
+    assert high_wrong("babble", 0.7) > clean + 0.05 and high_from["babble"] > 0.75
     for condition in ("babble", "white noise"):
-        assert high_wrong(conditions == condition, caution[condition]) <= clean
-    assert high_wrong(conditions == "babble", 1.0) > clean + 0.1  # what one temperature would have said
+        assert high_wrong(condition, high_from[condition]) <= clean
+        assert high_from[condition] == 0.7 or high_wrong(condition, high_from[condition] - 0.01) > clean  # the lowest
 
 
 def test_a_clip_recognised_as_a_condition_gets_its_caution_and_the_bundle_keeps_both(trained, tmp_path):
@@ -309,10 +315,41 @@ def test_a_clip_recognised_as_a_condition_gets_its_caution_and_the_bundle_keeps_
     plain = dataclasses.replace(model, recogniser=None, caution={}, conditions=())
     expected = ser_lib.model.softmax(np.log(plain.predict_proba(x)) / np.array([[1.0], [2.5]]))
     np.testing.assert_allclose(model.predict_proba(x), expected, atol=1e-5)
+    # Babble's high tier starts at 95%: the same 80% is high for a clean clip, medium for one recognised as babble.
+    model.high_from = {"clean": 0.7, "babble": 0.95}
+    recognised = np.vstack([model.recognise(x), np.full((1, 2), np.nan)])
+    assert model.tiers([0.8, 0.8, np.nan], False, recognised) == ["high", "medium", None]
+    assert model.tiers([0.96, 0.5], False, recognised[:2]) == ["high", "medium"]
+    assert model.tiers([0.8, 0.8]) == ["high", "high"]  # rows of unknown condition: the clean floor
     bundle = ser_lib.save_bundle(dataclasses.replace(run, model=model), tmp_path / "artifacts")
     loaded = ser_lib.load_bundle(bundle)
     assert loaded.conditions == model.conditions and loaded.caution == model.caution
+    assert loaded.high_from == model.high_from
     np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-6)
+
+
+def test_a_file_recognised_under_a_condition_gets_that_condition_s_high_tier(trained, tmp_path):
+    import soundfile
+
+    run, _ = trained
+    model = dataclasses.replace(run.model, adaptive=None)
+    # Every clip sounds like babble, whose high tier starts at 99.99%.
+    model.recogniser = [{"kind": "dense", "activation": "softmax", "kernel": np.zeros((model.n_features, 2), np.float32),
+                         "bias": np.array([-20.0, 20.0], np.float32)}]
+    model.conditions, model.high_from = ("clean", "babble"), {"babble": 0.9999}
+    bundle = ser_lib.save_bundle(dataclasses.replace(run, model=model), tmp_path / "artifacts")
+    confident = run.predictions[(run.predictions["confidence"] >= 0.7) & (run.predictions["confidence"] < 0.99)]
+    assert len(confident), "the demo model has no test clip between 70% and 99%"
+    clip = ser_lib.predict_emotion(confident["path"].iloc[0], bundle)
+    assert 70 <= clip.confidence < 99 and clip.tier == "medium"  # "high" at the clean floor
+    # A recording of such clips, read in windows: each voiced window's tier and the summary's use babble's floor.
+    signals = [ser_lib.audio.load_audio(path) for path in confident["path"].iloc[:4]]
+    soundfile.write(tmp_path / "long.wav", np.concatenate(signals * 3), ser_lib.audio.SAMPLE_RATE)
+    recording = ser_lib.predict_emotion(tmp_path / "long.wav", bundle)
+    windows = recording.timeline[recording.timeline["emotion"] != "silent"]
+    assert len(windows) >= 3 and (windows["confidence"] >= 0.7).any()
+    assert list(windows["tier"]) == [ser_lib.model.confidence_tier(100 * c, 99.99) for c in windows["confidence"]]
+    assert recording.tier == ser_lib.model.confidence_tier(recording.confidence, 99.99)
 
 
 def test_a_clip_unlike_the_training_clips_gets_a_softer_prediction():
