@@ -155,7 +155,8 @@ def main() -> None:
                ["n", "repeats", "ece", "ece_perfect_p95"], "plot_adaptation", args.adaptation_predictions, args.adaptation_chart)
     if recordings:
         report(f"recording conditions ({args.folds} folds)", recordings, run.classes, evaluate.recording_table,
-               ["recording", "mode"], ["n", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_wrong", "confident_wrong"],
+               ["recording", "mode"], ["n", "ece", "ece_perfect_p95", "confidence", "uncertain", "high_n", "high_wrong",
+                                        "high_wrong_clean_p95", "confident_wrong"],
                "plot_recordings", args.recordings_predictions, args.recordings_chart)
 
 

@@ -717,11 +717,17 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
     Returns
     -------
     table : pd.DataFrame [columns: recording, mode, n, accuracy, macro_f1, ece, ece_perfect_p95,
-                          confidence, uncertain, high_wrong, confident_wrong]
+                          confidence, uncertain, high_n, high_wrong, high_wrong_clean_p95, confident_wrong]
         ``confidence``: the mean; ``uncertain``: the share marked uncertain; ``high_wrong``: the
-        share of wrong answers among the ``high``-tier ones (the ``tier`` column, else confidence
-        >= 70%); ``confident_wrong``: among those not marked uncertain (what a user is told to trust).
+        share of wrong answers among the ``high_n`` ``high``-tier ones (the ``tier`` column, else
+        confidence >= 70%); ``high_wrong_clean_p95``: the share 95% of draws of ``high_n`` answers
+        stay under when each is wrong as often as clean speech's high tier in that mode (a
+        condition above it is less reliable than clean speech beyond what its few answers can
+        explain; NaN without a clean row); ``confident_wrong``: among those not marked uncertain
+        (what a user is told to trust).
     """
+    from scipy.stats import binom
+
     rows = []
     for (recording, mode), group in predictions.groupby(["recording", "mode"], sort=False):
         correct = (group["predicted"] == group["emotion"]).to_numpy()
@@ -731,12 +737,18 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
         rows.append({"recording": recording, "mode": mode, **summary_metrics(group["emotion"], group["predicted"], classes),
                      "ece": expected_calibration_error(confidence, correct),
                      "ece_perfect_p95": perfect_calibration_ece(confidence)["p95"], "confidence": float(confidence.mean()),
-                     "uncertain": float(group["uncertain"].mean()),
+                     "uncertain": float(group["uncertain"].mean()), "high_n": int(high.sum()),
                      "high_wrong": float((~correct[high]).mean()) if high.any() else float("nan"),
                      "confident_wrong": float((~correct[trusted]).mean()) if trusted.any() else float("nan")})
+    table = pd.DataFrame(rows)
+    clean = table[table["recording"] == "clean"].set_index("mode")["high_wrong"]
+    share = table["mode"].map(clean).to_numpy(dtype=float)
+    n = table["high_n"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["high_wrong_clean_p95"] = np.where(n > 0, binom.ppf(0.95, n, share) / n, np.nan)
     columns = ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence", "uncertain",
-               "high_wrong", "confident_wrong"]
-    return pd.DataFrame(rows)[columns]
+               "high_n", "high_wrong", "high_wrong_clean_p95", "confident_wrong"]
+    return table[columns]
 
 
 def describe_recordings(table: pd.DataFrame) -> str:

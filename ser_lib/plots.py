@@ -1270,7 +1270,9 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
     fig : matplotlib.figure.Figure
         Left: accuracy per condition, per clip and adapted side by side. Middle: ECE beside the
         level 95% of perfectly calibrated models stay under. Right: the share of wrong answers
-        among the high-tier ones (each condition's tier), clean speech's level dashed.
+        among the high-tier ones (each condition's tier), clean speech's level dashed, and (with
+        ``high_wrong_clean_p95``) the level 95% of draws of as many answers as reliable as clean
+        speech's stay under.
     """
     accuracy = "accuracy_mean" if "accuracy_mean" in table.columns else "accuracy"
     _check_table(table, ("recording", "mode", accuracy, "ece", "ece_perfect_p95", "high_wrong"), name="table")
@@ -1294,6 +1296,9 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
         right.bar(offset, rows["high_wrong"], width=width, color=color, label=mode)
         if "clean" in recordings:
             right.axhline(rows.loc["clean", "high_wrong"], color=color, ls="--", lw=1)
+        if "high_wrong_clean_p95" in rows.columns:
+            right.scatter(offset, rows["high_wrong_clean_p95"], marker="_", s=120, color="#c0392b", zorder=3,
+                          label="95% of draws stay under\nas reliable as clean" if k == 0 else None)
     left.set_ylim(0, 1.05)
     left.set_ylabel("Accuracy on unseen speakers" + (" (mean ± std over folds)" if "accuracy_std" in table.columns else ""))
     middle.set_ylabel("Expected calibration error")

@@ -1,6 +1,7 @@
 """Recording conditions: each does what its name says, reproducibly, and extraction and evaluation use them."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import ser_lib
@@ -170,7 +171,7 @@ def test_the_recording_study_predicts_every_test_clip_per_condition_and_mode(dem
     assert (few["predicted"].to_numpy() == expected).all() and len(set(pairs)) > len(set(few["speaker"]))
     table = evaluate.recording_table(predictions, run.classes)
     assert list(table.columns) == ["recording", "mode", "n", "accuracy", "macro_f1", "ece", "ece_perfect_p95", "confidence",
-                                   "uncertain", "high_wrong", "confident_wrong"]
+                                   "uncertain", "high_n", "high_wrong", "high_wrong_clean_p95", "confident_wrong"]
     row = table.iloc[0]
     correct = (clean["predicted"] == clean["emotion"]).to_numpy()
     assert row["accuracy"] == pytest.approx(correct.mean())
@@ -179,7 +180,10 @@ def test_the_recording_study_predicts_every_test_clip_per_condition_and_mode(dem
     assert (clean["uncertain"] == ((clean["confidence"] < run.model.metadata["abstain_threshold"])
                                    | clean["note"].str.contains("unlike the training clips"))).all()
     assert row["uncertain"] == pytest.approx(clean["uncertain"].mean())
+    # The demo bundle recognises no recording condition: every tier starts at the clean 70%.
+    assert list(clean["tier"]) == [ser_lib.model.confidence_tier(100 * c) for c in clean["confidence"]]
     high = clean["confidence"].to_numpy() >= 0.7
+    assert row["high_n"] == high.sum()
     assert row["high_wrong"] == pytest.approx((~correct[high]).mean()) if high.any() else np.isnan(row["high_wrong"])
     trusted = high & ~clean["uncertain"].to_numpy()
     assert row["confident_wrong"] == pytest.approx((~correct[trusted]).mean()) if trusted.any() else np.isnan(row["confident_wrong"])
@@ -188,3 +192,16 @@ def test_the_recording_study_predicts_every_test_clip_per_condition_and_mode(dem
     figure = plots.plot_recordings(table)
     assert len(figure.axes) == 3 and len(figure.axes[0].patches) == len(table)
 
+
+def test_the_recordings_table_tells_a_less_reliable_high_tier_from_few_answers():
+    def answers(recording, n, wrong):
+        return pd.DataFrame({"recording": recording, "mode": "per clip", "emotion": "sad", "confidence": 0.8, "tier": "high",
+                             "uncertain": False, "predicted": ["angry"] * wrong + ["sad"] * (n - wrong)})
+
+    # Clean: 10% of 100 high-tier answers wrong. 4 of 20 (20%) is within what 20 such answers give; 40 of 200 is not.
+    predictions = pd.concat([answers("clean", 100, 10), answers("few", 20, 4), answers("many", 200, 40)], ignore_index=True)
+    table = evaluate.recording_table(predictions, ["angry", "sad"]).set_index("recording")
+    assert list(table["high_n"]) == [100, 20, 200] and list(table["high_wrong"]) == pytest.approx([0.1, 0.2, 0.2])
+    assert table.loc["few", "high_wrong"] <= table.loc["few", "high_wrong_clean_p95"]
+    assert table.loc["many", "high_wrong"] > table.loc["many", "high_wrong_clean_p95"]
+    assert table.loc["clean", "high_wrong_clean_p95"] > 0.1
