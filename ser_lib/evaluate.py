@@ -755,7 +755,7 @@ def describe_recordings(table: pd.DataFrame) -> str:
     """A paragraph on :func:`recording_table`: how far each recording condition takes accuracy, and how confidently it errs."""
     rows = table.set_index(["recording", "mode"])
     clean = rows.loc[("clean", "per clip")]
-    parts = [f"Clean, per clip: {clean['accuracy']:.1%} accuracy, {clean['high_wrong']:.0%} of the high-confidence answers wrong."]
+    parts = [f"Clean, per clip: {clean['accuracy']:.1%} accuracy, {clean['high_wrong']:.0%} of the high-tier answers wrong."]
     worst = table[(table["mode"] == "per clip") & (table["recording"] != "clean")].sort_values("accuracy")
     if len(worst):
         listed = ", ".join(f"{r.recording} {r.accuracy:.1%} ({r.uncertain:.0%} marked uncertain)" for r in worst.itertuples())
@@ -769,4 +769,9 @@ def describe_recordings(table: pd.DataFrame) -> str:
     if len(few_moods):
         gains = few_moods.set_index("recording")["accuracy"] - worst.set_index("recording")["accuracy"]
         parts.append(f"A voice heard in two emotions at a time gains {gains.min():+.1%} to {gains.max():+.1%}.")
+    if "high_wrong_clean_p95" in table.columns:
+        beyond = table[(table["recording"] != "clean") & (table["high_wrong"] > table["high_wrong_clean_p95"])]
+        parts.append("High-tier answers wrong more often than clean speech's, beyond what their number explains: "
+                     + (", ".join(f"{r.recording} ({r.mode}, {r.high_wrong:.0%} of {r.high_n})" for r in beyond.itertuples())
+                        if len(beyond) else "none") + ".")
     return " ".join(parts)

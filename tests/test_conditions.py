@@ -205,3 +205,5 @@ def test_the_recordings_table_tells_a_less_reliable_high_tier_from_few_answers()
     assert table.loc["few", "high_wrong"] <= table.loc["few", "high_wrong_clean_p95"]
     assert table.loc["many", "high_wrong"] > table.loc["many", "high_wrong_clean_p95"]
     assert table.loc["clean", "high_wrong_clean_p95"] > 0.1
+    text = evaluate.describe_recordings(table.reset_index())
+    assert "beyond what their number explains: many (per clip, 20% of 200)." in text
