@@ -10,6 +10,7 @@ import pandas as pd
 
 from ser_lib import quality
 from ser_lib.adapt import dealt, paired
+from ser_lib.conditions import CLEAN
 from ser_lib.model import TIERS, calibration_temperature
 
 
@@ -357,7 +358,7 @@ MIN_CAUTION_CLIPS = 30
 
 
 def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.ndarray, conditions,
-                *, reference: str = "clean") -> dict:
+                *, reference: str = CLEAN) -> dict:
     """Each recording condition's factor on the calibrated temperature: the one that calibrates its clips best.
 
     For each condition of ``conditions`` but ``reference``: of ``CAUTION_FACTORS``, the one whose
@@ -402,7 +403,7 @@ def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.
 HIGH_FLOORS = np.round(np.arange(0.70, 0.995, 0.01), 2)
 
 
-def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, reference: str = "clean") -> dict:
+def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, reference: str = CLEAN) -> dict:
     """Each recording condition's lowest confidence of the ``high`` tier: where its answers are as reliable as clean speech's.
 
     Calibrated confidences keep their meaning under every condition (70% is right about 70% of the
@@ -693,8 +694,9 @@ def recording_predictions(run, features: pd.DataFrame, *, seed: int = 0) -> pd.D
             continue
         x = feature_matrix(group, recipe=model.recipe)
         measures = quality.measure_table(group) if set(quality.COLUMNS.values()) <= set(group.columns) else None
-        notes = [""] * len(group) if measures is None else [model.input_note(m) for m in measures]
         recognised = model.recognise(x)
+        notes = [model.input_note(None if measures is None else measures[k], None if recognised is None else recognised[k])
+                 for k in range(len(group))]
         modes = [("per clip", model.predict_proba(x), np.zeros(len(x), dtype=bool))]
         if model.adaptive is not None:
             speakers = group["speaker"].to_numpy()
@@ -704,7 +706,7 @@ def recording_predictions(run, features: pd.DataFrame, *, seed: int = 0) -> pd.D
         for mode, probabilities, adapted in modes:
             confidence = probabilities.max(axis=1)
             frames.append(group[["path", "speaker", "emotion"]].assign(
-                recording="clean" if kind == "none" else kind, mode=mode, predicted=classes[probabilities.argmax(axis=1)],
+                recording=CLEAN if kind == "none" else kind, mode=mode, predicted=classes[probabilities.argmax(axis=1)],
                 confidence=confidence, tier=model.tiers(confidence, adapted, recognised),
                 uncertain=model.uncertain(confidence, adapted, measures), note=notes))
     columns = ["recording", "mode", "path", "speaker", "emotion", "predicted", "confidence", "tier", "uncertain", "note"]
@@ -741,7 +743,7 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
                      "high_wrong": float((~correct[high]).mean()) if high.any() else float("nan"),
                      "confident_wrong": float((~correct[trusted]).mean()) if trusted.any() else float("nan")})
     table = pd.DataFrame(rows)
-    clean = table[table["recording"] == "clean"].set_index("mode")["high_wrong"]
+    clean = table[table["recording"] == CLEAN].set_index("mode")["high_wrong"]
     share = table["mode"].map(clean).to_numpy(dtype=float)
     n = table["high_n"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -754,23 +756,23 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
 def describe_recordings(table: pd.DataFrame) -> str:
     """A paragraph on :func:`recording_table`: how far each recording condition takes accuracy, and how confidently it errs."""
     rows = table.set_index(["recording", "mode"])
-    clean = rows.loc[("clean", "per clip")]
+    clean = rows.loc[(CLEAN, "per clip")]
     parts = [f"Clean, per clip: {clean['accuracy']:.1%} accuracy, {clean['high_wrong']:.0%} of the high-tier answers wrong."]
-    worst = table[(table["mode"] == "per clip") & (table["recording"] != "clean")].sort_values("accuracy")
+    worst = table[(table["mode"] == "per clip") & (table["recording"] != CLEAN)].sort_values("accuracy")
     if len(worst):
         listed = ", ".join(f"{r.recording} {r.accuracy:.1%} ({r.uncertain:.0%} marked uncertain)" for r in worst.itertuples())
         parts.append(f"Per clip under each condition, worst first: {listed}.")
-    adapted = table[(table["mode"] == "adapted") & (table["recording"] != "clean")]
+    adapted = table[(table["mode"] == "adapted") & (table["recording"] != CLEAN)]
     if len(adapted):
         gains = adapted.set_index("recording")["accuracy"] - worst.set_index("recording")["accuracy"]
         parts.append(f"Adapted to each speaker's clips through the same channel, the conditions gain {gains.min():+.1%} to "
                      f"{gains.max():+.1%} (a different protocol: it reads unlabelled clips of the test speaker).")
-    few_moods = table[(table["mode"] == "adapted, 2 emotions") & (table["recording"] != "clean")]
+    few_moods = table[(table["mode"] == "adapted, 2 emotions") & (table["recording"] != CLEAN)]
     if len(few_moods):
         gains = few_moods.set_index("recording")["accuracy"] - worst.set_index("recording")["accuracy"]
         parts.append(f"A voice heard in two emotions at a time gains {gains.min():+.1%} to {gains.max():+.1%}.")
     if "high_wrong_clean_p95" in table.columns:
-        beyond = table[(table["recording"] != "clean") & (table["high_wrong"] > table["high_wrong_clean_p95"])]
+        beyond = table[(table["recording"] != CLEAN) & (table["high_wrong"] > table["high_wrong_clean_p95"])]
         parts.append("High-tier answers wrong more often than clean speech's, beyond what their number explains: "
                      + (", ".join(f"{r.recording} ({r.mode}, {r.high_wrong:.0%} of {r.high_n})" for r in beyond.itertuples())
                         if len(beyond) else "none") + ".")

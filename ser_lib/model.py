@@ -19,6 +19,7 @@ import numpy as np
 
 from ser_lib import quality
 from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, estimate_mix
+from ser_lib.conditions import CLEAN
 
 # Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40. Under a recording condition a
 # model recognises, its high tier may start higher (EmotionModel.high_from).
@@ -107,7 +108,7 @@ class EmotionModel:
     training clips get softer probabilities. Both are fitted on held-out speakers
     (:func:`ser_lib.evaluate.fit_calibration`); 1 and 0 leave the probabilities as trained.
     A model trained with copies under recording conditions has a ``recogniser`` (layers giving the
-    probability of each of the ``conditions``, "clean" among them, from standardised features) and
+    probability of each of the ``conditions``, ``CLEAN`` among them, from standardised features) and
     each model a ``caution`` factor per condition: a clip's temperature is also multiplied by
     ``exp(sum_c p_c * log caution_c)`` (:meth:`caution_of`), so a clip that sounds like babble gets
     babble's factor. Each model also has a floor per condition for its ``high`` tier (``high_from``:
@@ -288,9 +289,21 @@ class EmotionModel:
                     floors[rows] = 100 * conditions[rows] @ own
         return [confidence_tier(100 * c, floor) for c, floor in zip(confidence, floors)]
 
-    def input_note(self, measures) -> str:
-        """What one input's measures [shape=(4,)] show, and which lie outside the training range (:func:`ser_lib.quality.describe`)."""
-        return quality.describe(measures, self.metadata.get("input_limits"))
+    def input_note(self, measures, conditions=None) -> str:
+        """What one input shows: its measures, and the recording condition it sounds like.
+
+        ``measures`` [shape=(4,)] (None: not measured): what they show and which lie outside the
+        training range (:func:`ser_lib.quality.describe`). ``conditions``: its rows' :meth:`recognise`
+        probabilities (None: not recognised); their mean's top condition, when it is not clean speech
+        and above 50%, is named: ``"sounds like telephone (97%)"``.
+        """
+        parts = [] if measures is None else [quality.describe(measures, self.metadata.get("input_limits"))]
+        if conditions is not None and self.conditions:
+            mean = np.asarray(conditions, dtype=np.float64).reshape(-1, len(self.conditions)).mean(axis=0)
+            top = int(np.argmax(mean))
+            if self.conditions[top] != CLEAN and mean[top] > 0.5:
+                parts.append(f"sounds like {self.conditions[top]} ({mean[top]:.0%})")
+        return "; ".join(part for part in parts if part)
 
     def temperatures(self, standardised: np.ndarray, n_clips=None, conditions=None) -> np.ndarray:
         """The calibration temperature of each standardised feature row (``conditions``: see :meth:`predict_proba`)."""

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
+from ser_lib.conditions import CLEAN
 from ser_lib.corpora import CORPORA, EMOTIONS
 from ser_lib.evaluate import expected_calibration_error, perfect_calibration_ece
 from ser_lib.audio import CLIP_SECONDS, SAMPLE_RATE, load_audio
@@ -1294,8 +1295,8 @@ def plot_recordings(table: pd.DataFrame) -> Figure:
         middle.scatter(offset, rows["ece_perfect_p95"], marker="_", s=120, color="#c0392b", zorder=3,
                        label="95% of perfectly calibrated\nmodels stay under" if k == 0 else None)
         right.bar(offset, rows["high_wrong"], width=width, color=color, label=mode)
-        if "clean" in recordings:
-            right.axhline(rows.loc["clean", "high_wrong"], color=color, ls="--", lw=1)
+        if CLEAN in recordings:
+            right.axhline(rows.loc[CLEAN, "high_wrong"], color=color, ls="--", lw=1)
         if "high_wrong_clean_p95" in rows.columns:
             right.scatter(offset, rows["high_wrong_clean_p95"], marker="_", s=120, color="#c0392b", zorder=3,
                           label="95% of draws stay under\nas reliable as clean" if k == 0 else None)

@@ -370,7 +370,7 @@ def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, measure
     apply), with statistics of ``n_clips`` clips. ``measures``: the input's (:mod:`ser_lib.quality`,
     in the order of ``MEASURES``); outside the bundle's training range, the answer is ``uncertain``.
     ``conditions``: the windows' :meth:`EmotionModel.recognise` probabilities (their mean sets the
-    high tier's floor; None: the clean floor).
+    high tier's floor and the note's "sounds like ..."; None: the clean floor).
     """
     import pandas as pd
 
@@ -395,7 +395,8 @@ def _summarise(model, window_probabilities, adapted=False, n_clips=0, *, measure
         dominance=float(np.mean(window_probabilities.argmax(axis=1) == best)),
         distribution=pd.Series(mean.astype(float), index=classes, name="probability"),
         timeline=timeline, duration=float(duration), n_windows=n_windows, n_silent=n_silent, adapted=adapted,
-        n_clips=n_clips, warning=None, note="" if measures is None else model.input_note(measures), error=None,
+        n_clips=n_clips, warning=None, error=None,
+        note=model.input_note(measures, conditions),
     )
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ser_lib import evaluate, quality
 from ser_lib.adapt import CALIBRATION_BATCHES, adapt_rows, dealt, fit_prior, paired, statistics_by_speaker
-from ser_lib.conditions import CONDITIONS, NEEDS_TALKERS
+from ser_lib.conditions import CLEAN, CONDITIONS, NEEDS_TALKERS
 from ser_lib.features import extract_many, feature_matrix
 from ser_lib.model import EmotionModel, softmax
 from ser_lib.recipes import get_recipe
@@ -246,7 +246,7 @@ def train(
     # own to the adaptive mode.
     kinds = np.concatenate([np.full(len(x), "none", dtype=object), np.asarray(copies.get("augmentation", []), dtype=object)])
     recorded = np.isin(kinds, list(CONDITIONS))
-    recording = np.where(recorded, kinds, "clean")  # each row's recording condition
+    recording = np.where(recorded, kinds, CLEAN)  # each row's recording condition
     is_copy = ~recorded & (kinds != "none")
     voices_fit = np.array([f"{speaker} | {kind}" if kind in CONDITIONS else speaker
                            for speaker, kind in zip(groups_fit, kinds)], dtype=object)
@@ -315,7 +315,7 @@ def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit,
     x_adapted = x_fit.copy()
     x_adapted[fit_rows] = adapt_rows(x_fit[fit_rows], voices_fit[fit_rows], statistics, model.prior)
     fitted = recipe.fit(x_adapted, y_fit, parts_fit, n_classes=n_classes, description=description, groups=groups_fit,
-                        is_copy=is_copy, recorded=recording != "clean", **options)
+                        is_copy=is_copy, recorded=recording != CLEAN, **options)
     model.adaptive = EmotionModel(classes=classes, layers=fitted["layers"], scaler_mean=fitted["scaler_mean"],
                                   scaler_scale=fitted["scaler_scale"], recipe=recipe.name, conditions=model.conditions)
     if "held_out_models" in fitted:

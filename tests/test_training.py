@@ -342,6 +342,7 @@ def test_a_file_recognised_under_a_condition_gets_that_condition_s_high_tier(tra
     assert len(confident), "the demo model has no test clip between 70% and 99%"
     clip = ser_lib.predict_emotion(confident["path"].iloc[0], bundle)
     assert 70 <= clip.confidence < 99 and clip.tier == "medium"  # "high" at the clean floor
+    assert clip.note.endswith("sounds like babble (100%)")
     # A recording of such clips, read in windows: each voiced window's tier and the summary's use babble's floor.
     signals = [ser_lib.audio.load_audio(path) for path in confident["path"].iloc[:4]]
     soundfile.write(tmp_path / "long.wav", np.concatenate(signals * 3), ser_lib.audio.SAMPLE_RATE)
@@ -350,6 +351,8 @@ def test_a_file_recognised_under_a_condition_gets_that_condition_s_high_tier(tra
     assert len(windows) >= 3 and (windows["confidence"] >= 0.7).any()
     assert list(windows["tier"]) == [ser_lib.model.confidence_tier(100 * c, 99.99) for c in windows["confidence"]]
     assert recording.tier == ser_lib.model.confidence_tier(recording.confidence, 99.99)
+    plain = ser_lib.predict_emotion(confident["path"].iloc[0], ser_lib.save_bundle(run, tmp_path / "plain"))
+    assert "sounds like" not in plain.note and plain.tier == "high"  # no recogniser: the clean floor, no condition named
 
 
 def test_a_clip_unlike_the_training_clips_gets_a_softer_prediction():
