@@ -497,8 +497,8 @@ def describe_caution(caution: dict | None, high_from: dict | None = None) -> str
     factors, floors = caution_factors(caution), high_tier_floors(high_from)
     text = (" A clip recognised as recorded under a condition has its temperature multiplied by that condition's "
             f"caution factor, which calibrates that condition's clips best: {factors}.") if factors else ""
-    return text + (f" Its high tier starts where that condition's answers are as reliable as clean speech's from 70%: "
-                   f"{floors}.") if floors else text
+    return text + (f" Its high tier starts where that condition's answers are as reliable as clean speech's from "
+                   f"{TIERS[0][0]:.0f}%: {floors}.") if floors else text
 
 
 def caution_factors(caution: dict | None) -> str:
