@@ -189,16 +189,14 @@ CONDITIONS = {
 }
 
 
-# The name of audio under no condition: as it was recorded (a training clip, or a speed copy of one).
-CLEAN = "clean"
 # The conditions made of other speakers' signals.
 NEEDS_TALKERS = frozenset({"babble 10 dB"})
 
 
 def apply(y: np.ndarray, sr: int, name: str, *, seed: int = 0, talkers=()) -> np.ndarray:
-    """``y`` under the condition ``name`` of ``CONDITIONS`` (``CLEAN``: as it is), random parts seeded by ``seed``."""
-    if name == CLEAN:
+    """``y`` under the condition ``name`` of ``CONDITIONS`` (``"clean"``: as it is), random parts seeded by ``seed``."""
+    if name == "clean":
         return np.asarray(y, dtype=np.float32)
     if name not in CONDITIONS:
-        raise ValueError(f"Unknown condition {name!r}: expected {CLEAN!r} or one of {sorted(CONDITIONS)}.")
+        raise ValueError(f"Unknown condition {name!r}: expected 'clean' or one of {sorted(CONDITIONS)}.")
     return CONDITIONS[name](np.asarray(y, dtype=np.float32), sr, np.random.default_rng(seed), list(talkers))

@@ -10,8 +10,7 @@ import pandas as pd
 
 from ser_lib import quality
 from ser_lib.adapt import dealt, paired
-from ser_lib.conditions import CLEAN
-from ser_lib.model import TIERS, calibration_temperature
+from ser_lib.model import CLEAN, TIERS, calibration_temperature
 
 
 def _labels(y_true, y_pred, classes):

@@ -19,11 +19,13 @@ import numpy as np
 
 from ser_lib import quality
 from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, estimate_mix
-from ser_lib.conditions import CLEAN
 
 # Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40. Under a recording condition a
 # model recognises, its high tier may start higher (EmotionModel.high_from).
 TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
+# The recording condition of audio as it was recorded (ser_lib.conditions.apply's "clean"): the recogniser's name for
+# the clips and their speed copies, the reference of the caution factors and high-tier floors.
+CLEAN = "clean"
 
 
 def forward(layers: list[dict], x: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:

@@ -31,9 +31,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
-from ser_lib.conditions import CLEAN
 from ser_lib.corpora import CORPORA, EMOTIONS
 from ser_lib.evaluate import expected_calibration_error, perfect_calibration_ece
+from ser_lib.model import CLEAN
 from ser_lib.audio import CLIP_SECONDS, SAMPLE_RATE, load_audio
 from ser_lib.kernels import ensure_kernels
 from ser_lib.recipes.original import FEATURE_BLOCKS

@@ -22,9 +22,9 @@ import pandas as pd
 
 from ser_lib import evaluate, quality
 from ser_lib.adapt import CALIBRATION_BATCHES, adapt_rows, dealt, fit_prior, paired, statistics_by_speaker
-from ser_lib.conditions import CLEAN, CONDITIONS, NEEDS_TALKERS
+from ser_lib.conditions import CONDITIONS, NEEDS_TALKERS
 from ser_lib.features import extract_many, feature_matrix
-from ser_lib.model import EmotionModel, softmax
+from ser_lib.model import CLEAN, EmotionModel, softmax
 from ser_lib.recipes import get_recipe
 from ser_lib.recipes.original import TRAINING_DEFAULTS
 
