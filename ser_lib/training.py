@@ -328,8 +328,8 @@ def _fit_adaptive(model, recipe, features, x, y, parts, x_fit, y_fit, parts_fit,
     else:  # the model is not calibrated yet: it predicts the validation speakers as trained
         held_out, calibrated_on = [(model.adaptive, parts_fit["validation"])], "validation"
     calibration = _calibrate_adaptive(model, held_out, x_fit, y_fit, voices_fit, recording, coverage, seed=options["seed"])
-    calibration["calibrated_on"] = (f"{calibrated_on}: held-out speakers adapted as at prediction, with all their clips "
-                                    f"and in batches of {', '.join(map(str, CALIBRATION_BATCHES))}")
+    calibration["calibrated_on"] = (f"{calibrated_on}: held-out speakers adapted as at prediction, with all their clips, "
+                                    f"in batches of {', '.join(map(str, CALIBRATION_BATCHES))} and in batches of two emotions")
 
     test = features.loc[parts["test"]]
     probabilities, adapted, _ = model.predict_speakers(x[parts["test"]], speakers[parts["test"]])
@@ -434,21 +434,24 @@ def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, rec
     ``speakers``: each row's voice (a speaker, or a speaker through a recording condition),
     ``recording`` its recording condition (for the caution factors). Each voice's rows are adapted
     as :meth:`EmotionModel.adapt_speakers` does (emotions' shares estimated by that model, or
-    typical under ``model.typical_shares``), with all of them and dealt into batches of each of
-    ``CALIBRATION_BATCHES``, so the temperature's clip term learns how much rougher few clips
-    are; the abstention threshold keeps ``coverage`` of the predictions with all of a speaker's clips.
+    typical under ``model.typical_shares``), with all of them, dealt into batches of each of
+    ``CALIBRATION_BATCHES`` (so the temperature's clip term learns how much rougher few clips
+    are) and in batches of two emotions (:func:`~ser_lib.adapt.paired`: a voice heard in few
+    moods, whose estimated emotion shares are off); the abstention threshold keeps ``coverage`` of
+    the predictions with all of a speaker's clips.
     """
     rng = np.random.default_rng(seed)
     versions = []
     for fold_model, rows in held_out:
         as_user = replace(model, adaptive=fold_model)
         rows = np.flatnonzero(rows)
-        for size in (None, *CALIBRATION_BATCHES):
-            ids = speakers[rows] if size is None else dealt(speakers[rows], size, rng)
+        batchings = ([speakers[rows]] + [dealt(speakers[rows], size, rng) for size in CALIBRATION_BATCHES]
+                     + [paired(speakers[rows], y[rows], rng)])
+        for k, ids in enumerate(batchings):
             adapted_x, adapted, n_clips = as_user.adapt_speakers(x[rows], ids)
             kept = adapted_x[adapted]  # a batch of one clip is predicted per clip
             versions.append((fold_model.predict_proba_uncalibrated(kept), y[rows][adapted], fold_model.atypicality(kept),
-                             n_clips[adapted], np.full(adapted.sum(), size is None), recording[rows][adapted]))
+                             n_clips[adapted], np.full(adapted.sum(), k == 0), recording[rows][adapted]))
     probabilities, labels, spread, n_clips, full, conditions = (np.concatenate(column) for column in zip(*versions))
     return {**_fit_calibration(model.adaptive, probabilities, labels, spread, coverage=coverage, n_clips=n_clips,
                                threshold_rows=full, conditions=conditions),
