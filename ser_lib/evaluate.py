@@ -10,7 +10,7 @@ import pandas as pd
 
 from ser_lib import quality
 from ser_lib.adapt import dealt, paired
-from ser_lib.model import CLEAN, TIERS, calibration_temperature
+from ser_lib.model import CLEAN, HIGH_FROM, calibration_temperature
 
 
 def _labels(y_true, y_pred, classes):
@@ -398,8 +398,8 @@ def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.
     return caution
 
 
-# The floors searched for a condition's high tier (from the clean floor of ser_lib.model.TIERS up).
-HIGH_FLOORS = np.round(np.arange(0.70, 0.995, 0.01), 2)
+# The floors searched for a condition's high tier (from the clean floor, ser_lib.model.HIGH_FROM, up).
+HIGH_FLOORS = np.round(np.arange(HIGH_FROM, 0.995, 0.01), 2)
 
 
 def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, reference: str = CLEAN) -> dict:
@@ -409,7 +409,7 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, re
     time), but a condition that degrades the model has fewer answers far above 70%, so its answers
     from 70% up are wrong more often than clean speech's. Its floor is the lowest of
     ``HIGH_FLOORS`` at which the share of wrong answers among its clips at or above it is no larger
-    than the ``reference`` clips' above the clean floor (:data:`ser_lib.model.TIERS`). A condition
+    than the ``reference`` clips' above the clean floor (:data:`ser_lib.model.HIGH_FROM`). A condition
     with fewer than ``MIN_CAUTION_CLIPS`` clips, and the reference, keep the clean floor.
 
     Parameters
@@ -425,7 +425,6 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, re
     high_from : dict
         Condition -> floor (0-1), for every condition in ``conditions``.
     """
-    clean_floor = TIERS[0][0] / 100
     confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
     conditions = np.asarray(conditions, dtype=object)
 
@@ -433,12 +432,12 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, re
         high = rows & (confidence >= floor)
         return float((~correct[high]).mean()) if high.any() else 0.0
 
-    allowed = wrong_share(conditions == reference, clean_floor) if (conditions == reference).any() else 1.0
+    allowed = wrong_share(conditions == reference, HIGH_FROM) if (conditions == reference).any() else 1.0
     high_from = {}
     for condition in dict.fromkeys(conditions):
         rows = conditions == condition
         if condition == reference or rows.sum() < MIN_CAUTION_CLIPS:
-            high_from[condition] = clean_floor
+            high_from[condition] = HIGH_FROM
             continue
         high_from[condition] = float(next((f for f in HIGH_FLOORS if wrong_share(rows, f) <= allowed), HIGH_FLOORS[-1]))
     return high_from
@@ -497,7 +496,7 @@ def describe_caution(caution: dict | None, high_from: dict | None = None) -> str
     text = (" A clip recognised as recorded under a condition has its temperature multiplied by that condition's "
             f"caution factor, which calibrates that condition's clips best: {factors}.") if factors else ""
     return text + (f" Its high tier starts where that condition's answers are as reliable as clean speech's from "
-                   f"{TIERS[0][0]:.0f}%: {floors}.") if floors else text
+                   f"{HIGH_FROM:.0%}: {floors}.") if floors else text
 
 
 def caution_factors(caution: dict | None) -> str:
@@ -507,7 +506,7 @@ def caution_factors(caution: dict | None) -> str:
 
 def high_tier_floors(high_from: dict | None) -> str:
     """``"babble 10 dB from 78%, room 0.7 s from 81%"``: the high tier's floors above the clean one (see :func:`fit_high_tier`)."""
-    return ", ".join(f"{name} from {floor:.0%}" for name, floor in (high_from or {}).items() if floor > TIERS[0][0] / 100)
+    return ", ".join(f"{name} from {floor:.0%}" for name, floor in (high_from or {}).items() if floor > HIGH_FROM)
 
 
 def recipe_comparison(runs) -> pd.DataFrame:
@@ -733,7 +732,7 @@ def recording_table(predictions: pd.DataFrame, classes) -> pd.DataFrame:
     for (recording, mode), group in predictions.groupby(["recording", "mode"], sort=False):
         correct = (group["predicted"] == group["emotion"]).to_numpy()
         confidence = group["confidence"].to_numpy()
-        high = (group["tier"] == "high").to_numpy() if "tier" in group else confidence >= TIERS[0][0] / 100
+        high = (group["tier"] == "high").to_numpy() if "tier" in group else confidence >= HIGH_FROM
         trusted = high & ~group["uncertain"].to_numpy(dtype=bool)
         rows.append({"recording": recording, "mode": mode, **summary_metrics(group["emotion"], group["predicted"], classes),
                      "ece": expected_calibration_error(confidence, correct),

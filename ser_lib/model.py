@@ -23,6 +23,8 @@ from ser_lib.adapt import MIN_CLIPS, SpeakerPrior, SpeakerStatistics, adapt, est
 # Confidence tiers (percent of the top class): high >= 70, medium 40-70, low below 40. Under a recording condition a
 # model recognises, its high tier may start higher (EmotionModel.high_from).
 TIERS = ((70.0, "high"), (40.0, "medium"), (0.0, "low"))
+# The high tier's floor as a probability (0-1), for clean speech and any condition without a floor of its own.
+HIGH_FROM = TIERS[0][0] / 100
 # The recording condition of audio as it was recorded (ser_lib.conditions.apply's "clean"): the recogniser's name for
 # the clips and their speed copies, the reference of the caution factors and high-tier floors.
 CLEAN = "clean"
@@ -130,7 +132,7 @@ class EmotionModel:
     temperature_per_clip: float = 0.0
     # Condition name -> factor on the temperature (ser_lib.evaluate.fit_caution); empty: none.
     caution: dict = field(default_factory=dict)
-    # Condition name -> the lowest confidence (0-1) of its high tier (ser_lib.evaluate.fit_high_tier); empty: TIERS'.
+    # Condition name -> the lowest confidence (0-1) of its high tier (ser_lib.evaluate.fit_high_tier); empty: HIGH_FROM.
     high_from: dict = field(default_factory=dict)
     # The condition recogniser: layers over standardised features, outputs in ``conditions`` order
     # (the adaptive model has the names, and its parent's recogniser recognises its rows).
@@ -287,7 +289,7 @@ class EmotionModel:
             for flag, model in ((False, self), (True, self.adaptive)):
                 rows = (adapted == flag) & np.isfinite(conditions).all(axis=1)
                 if model is not None and model.high_from and rows.any():
-                    own = np.array([model.high_from.get(name, TIERS[0][0] / 100) for name in self.conditions])
+                    own = np.array([model.high_from.get(name, HIGH_FROM) for name in self.conditions])
                     floors[rows] = 100 * conditions[rows] @ own
         return [confidence_tier(100 * c, floor) for c, floor in zip(confidence, floors)]
 
