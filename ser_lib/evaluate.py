@@ -402,7 +402,8 @@ def fit_caution(probabilities: np.ndarray, labels: np.ndarray, temperatures: np.
 HIGH_FLOORS = np.round(np.arange(HIGH_FROM, 0.995, 0.01), 2)
 
 
-def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, reference: str = CLEAN) -> dict:
+def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, batchings=None,
+                  reference: str = CLEAN) -> dict:
     """Each recording condition's lowest confidence of the ``high`` tier: where its answers are as reliable as clean speech's.
 
     Calibrated confidences keep their meaning under every condition (70% is right about 70% of the
@@ -412,6 +413,12 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, re
     than the ``reference`` clips' above the clean floor (:data:`ser_lib.model.HIGH_FROM`). A condition
     with fewer than ``MIN_CAUTION_CLIPS`` clips, and the reference, keep the clean floor.
 
+    ``batchings`` (one label per clip) compares like with like: held-out voices adapted with all
+    their clips, in batches of a few, or heard in two emotions are each compared with clean speech
+    adapted the same way, and a condition's floor is the highest they need. Pooled, clean speech's
+    high tier would be judged by its small batches' errors, and a condition that adaptation helps
+    little (babble) would pass at a floor where, with all of a voice's clips, it is wrong more often.
+
     Parameters
     ----------
     confidence : np.ndarray [shape=(n,)]
@@ -419,6 +426,8 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, re
     correct : np.ndarray [shape=(n,), dtype=bool]
     conditions : sequence [length n]
         Each clip's recording condition.
+    batchings : sequence [length n], optional
+        How each clip was adapted; None: all alike.
 
     Returns
     -------
@@ -427,19 +436,23 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, re
     """
     confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
     conditions = np.asarray(conditions, dtype=object)
+    batchings = np.zeros(len(conditions), dtype=int) if batchings is None else np.asarray(batchings)
 
     def wrong_share(rows, floor):
         high = rows & (confidence >= floor)
         return float((~correct[high]).mean()) if high.any() else 0.0
 
-    allowed = wrong_share(conditions == reference, HIGH_FROM) if (conditions == reference).any() else 1.0
+    def lowest_floor(rows, allowed):
+        return float(next((f for f in HIGH_FLOORS if wrong_share(rows, f) <= allowed), HIGH_FLOORS[-1]))
+
     high_from = {}
     for condition in dict.fromkeys(conditions):
-        rows = conditions == condition
-        if condition == reference or rows.sum() < MIN_CAUTION_CLIPS:
-            high_from[condition] = HIGH_FROM
-            continue
-        high_from[condition] = float(next((f for f in HIGH_FLOORS if wrong_share(rows, f) <= allowed), HIGH_FLOORS[-1]))
+        floors = [HIGH_FROM]
+        for batching in np.unique(batchings):
+            rows, clean = (conditions == condition) & (batchings == batching), (conditions == reference) & (batchings == batching)
+            if condition != reference and rows.sum() >= MIN_CAUTION_CLIPS:
+                floors.append(lowest_floor(rows, wrong_share(clean, HIGH_FROM) if clean.any() else 1.0))
+        high_from[condition] = max(floors)
     return high_from
 
 

@@ -364,12 +364,13 @@ def _calibrate(model: EmotionModel, fitted: dict, x_validation, y_validation, co
 
 
 def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, coverage: float, n_clips=None,
-                     threshold_rows=None, conditions=None) -> dict:
+                     threshold_rows=None, conditions=None, batchings=None) -> dict:
     """Fit and set a model's temperature (its slope, its clip term with ``n_clips``), caution, high tier and abstention threshold.
 
     The caution factors (:func:`ser_lib.evaluate.fit_caution`) and the high tier's floors
     (:func:`ser_lib.evaluate.fit_high_tier`) are fitted when the model has ``conditions`` to
-    recognise and ``conditions`` gives each row's. The threshold keeps ``coverage`` of the
+    recognise and ``conditions`` gives each row's (the floors hold for each of ``batchings``, each
+    row's way of being adapted, when given). The threshold keeps ``coverage`` of the
     calibrated predictions (of ``threshold_rows``, default all). Returns the fitted values with the
     threshold.
     """
@@ -385,7 +386,8 @@ def _fit_calibration(model: EmotionModel, probabilities, labels, spread, *, cove
     calibrated = softmax(log_p / model.temperature_at(spread, n_clips, caution)[:, None])
     confidence = calibrated.max(axis=1)
     if caution is not None:
-        model.high_from = evaluate.fit_high_tier(confidence, calibrated.argmax(axis=1) == labels, conditions)
+        model.high_from = evaluate.fit_high_tier(confidence, calibrated.argmax(axis=1) == labels, conditions,
+                                                 batchings=batchings)
         fitted["high_from"] = model.high_from
     rows = slice(None) if threshold_rows is None else threshold_rows
     model.metadata["abstain_threshold"] = evaluate.coverage_threshold(confidence[rows], coverage=coverage)
@@ -438,7 +440,8 @@ def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, rec
     ``CALIBRATION_BATCHES`` (so the temperature's clip term learns how much rougher few clips
     are) and in batches of two emotions (:func:`~ser_lib.adapt.paired`: a voice heard in few
     moods, whose estimated emotion shares are off); the abstention threshold keeps ``coverage`` of
-    the predictions with all of a speaker's clips.
+    the predictions with all of a speaker's clips, and each condition's high tier holds for each of
+    these ways against clean speech adapted the same way.
     """
     rng = np.random.default_rng(seed)
     versions = []
@@ -451,11 +454,11 @@ def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, rec
             adapted_x, adapted, n_clips = as_user.adapt_speakers(x[rows], ids)
             kept = adapted_x[adapted]  # a batch of one clip is predicted per clip
             versions.append((fold_model.predict_proba_uncalibrated(kept), y[rows][adapted], fold_model.atypicality(kept),
-                             n_clips[adapted], np.full(adapted.sum(), k == 0), recording[rows][adapted]))
-    probabilities, labels, spread, n_clips, full, conditions = (np.concatenate(column) for column in zip(*versions))
+                             n_clips[adapted], np.full(adapted.sum(), k), recording[rows][adapted]))
+    probabilities, labels, spread, n_clips, batchings, conditions = (np.concatenate(column) for column in zip(*versions))
     return {**_fit_calibration(model.adaptive, probabilities, labels, spread, coverage=coverage, n_clips=n_clips,
-                               threshold_rows=full, conditions=conditions),
-            "calibration_clips": int(full.sum())}
+                               threshold_rows=batchings == 0, conditions=conditions, batchings=batchings),
+            "calibration_clips": int((batchings == 0).sum())}
 
 
 def _fit_recogniser(model: EmotionModel, x, recording, rows, *, seed: int) -> tuple[list, tuple]:
