@@ -300,6 +300,32 @@ def test_caution_calibrates_each_condition_and_its_high_tier_is_as_reliable_as_c
         assert high_from[condition] == 0.7 or high_wrong(condition, high_from[condition] - 0.01) > clean  # the lowest
 
 
+def test_a_condition_s_high_tier_is_as_reliable_as_clean_speech_adapted_the_same_way():
+    rng = np.random.default_rng(3)
+    n = 4000
+    conditions = np.tile(np.repeat(["clean", "babble"], n // 2), 2)
+    batchings = np.repeat(["all clips", "5 clips"], n)
+    confidence = rng.uniform(0.4, 1.0, 2 * n)
+    # With all of a voice's clips clean speech is right more often than its confidence says, in batches of five less
+    # often; babble is right as often as it says either way (adaptation helps it little).
+    shift = np.select([(conditions == "clean") & (batchings == "all clips"), conditions == "clean"], [0.1, -0.1], 0.0)
+    correct = rng.random(2 * n) < np.clip(confidence + shift, 0, 1)
+
+    def high_wrong(condition, batching, floor):
+        high = (conditions == condition) & (confidence >= floor) & ((batchings == batching) if batching else True)
+        return (~correct[high]).mean()
+
+    pooled = ser_lib.evaluate.fit_high_tier(confidence, correct, conditions)["babble"]
+    # Pooled, clean speech's small batches raise the bar it sets: babble passes where, with all clips, it does not.
+    assert high_wrong("babble", None, pooled) <= high_wrong("clean", None, 0.7)
+    assert high_wrong("babble", "all clips", pooled) > high_wrong("clean", "all clips", 0.7) + 0.03
+
+    high_from = ser_lib.evaluate.fit_high_tier(confidence, correct, conditions, batchings=batchings)
+    assert high_from["clean"] == 0.7 and high_from["babble"] > pooled
+    for batching in ("all clips", "5 clips"):
+        assert high_wrong("babble", batching, high_from["babble"]) <= high_wrong("clean", batching, 0.7)
+
+
 def test_a_clip_recognised_as_a_condition_gets_its_caution_and_the_bundle_keeps_both(trained, tmp_path):
     run, _ = trained
     model = dataclasses.replace(run.model, adaptive=None)
