@@ -448,9 +448,9 @@ def fit_high_tier(confidence: np.ndarray, correct: np.ndarray, conditions, *, ba
     high_from = {}
     for condition in dict.fromkeys(conditions):
         floors = [HIGH_FROM]
-        for batching in np.unique(batchings):
+        for batching in np.unique(batchings) if condition != reference else ():
             rows, clean = (conditions == condition) & (batchings == batching), (conditions == reference) & (batchings == batching)
-            if condition != reference and rows.sum() >= MIN_CAUTION_CLIPS:
+            if rows.sum() >= MIN_CAUTION_CLIPS:
                 floors.append(lowest_floor(rows, wrong_share(clean, HIGH_FROM) if clean.any() else 1.0))
         high_from[condition] = max(floors)
     return high_from

@@ -456,9 +456,10 @@ def _calibrate_adaptive(model: EmotionModel, held_out: list, x, y, speakers, rec
             versions.append((fold_model.predict_proba_uncalibrated(kept), y[rows][adapted], fold_model.atypicality(kept),
                              n_clips[adapted], np.full(adapted.sum(), k), recording[rows][adapted]))
     probabilities, labels, spread, n_clips, batchings, conditions = (np.concatenate(column) for column in zip(*versions))
+    full = batchings == 0  # each voice with all its clips
     return {**_fit_calibration(model.adaptive, probabilities, labels, spread, coverage=coverage, n_clips=n_clips,
-                               threshold_rows=batchings == 0, conditions=conditions, batchings=batchings),
-            "calibration_clips": int((batchings == 0).sum())}
+                               threshold_rows=full, conditions=conditions, batchings=batchings),
+            "calibration_clips": int(full.sum())}
 
 
 def _fit_recogniser(model: EmotionModel, x, recording, rows, *, seed: int) -> tuple[list, tuple]:
